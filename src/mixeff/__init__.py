@@ -1,0 +1,50 @@
+"""mixeff: linear mixed-effects models with lme4/lmerTest answers, fast.
+
+The public surface is small: :func:`lmer` fits a model from a formula and a DataFrame,
+:class:`LmerFit` is what it returns. Heavy modules (Numba kernels, CHOLMOD, plotting) are
+imported on first use so that ``import mixeff`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConvergenceWarning, DataError, FormulaError, MixeffError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "lmer": "._api",
+    "LmerFit": "._fit",
+    "datasets": ".datasets",
+}
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "FormulaError",
+    "LmerFit",
+    "MixeffError",
+    "datasets",
+    "lmer",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import datasets
+    from ._api import lmer
+    from ._fit import LmerFit
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'mixeff' has no attribute {name!r}")
+    module = import_module(mod, __name__)
+    value = module if mod == f".{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,220 @@
+"""Cross-product blocks of ``[Z X y]``: the only way the rows enter a fit.
+
+``build_blocks`` makes one pass over the rows per term (and per pair of terms) in Numba
+kernels and returns everything an evaluation of the objective needs: ``A = Z'WZ`` as
+dense level-pair blocks plus its fixed lower-triangular CSC pattern, ``Z'WX``, ``Z'Wy``,
+``X'WX``, ``X'Wy`` and ``y'Wy``. No dense ``n x q`` matrix is ever formed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _kernels as K
+from ._lambda import ReStructure
+
+__all__ = ["Blocks", "build_blocks"]
+
+
+@dataclass
+class Blocks:
+    """Sufficient statistics of a linear mixed model (see module docstring).
+
+    Attributes
+    ----------
+    re
+        Layout of the random-effects terms and of theta.
+    kdim, offsets, nlev
+        Per term: number of columns, first index in the random-effects vector, levels.
+    blk_rt, blk_rl, blk_ct, blk_cl, blk_diag, blk_vo, vals
+        The blocks of ``A`` (see :mod:`mixeff._kernels`).
+    blk_po, pos
+        Where each block entry goes in the CSC data array of ``M``'s lower triangle
+        (``-1`` for entries above the diagonal).
+    m_indptr, m_indices
+        Fixed CSC pattern of the lower triangle of ``M = Lambda' A Lambda + I``.
+    A_full
+        ``A`` as a symmetric CSR matrix (used for products in the gradient).
+    ZtX, Zty
+        ``Z'WX`` (q x p) and ``Z'Wy`` (q,).
+    XtX, Xty, yty
+        ``X'WX``, ``X'Wy`` and ``y'Wy``.
+    n, p
+        Number of rows and of fixed-effect columns.
+    sum_log_w
+        ``sum(log(w))`` of the prior weights (0 without weights).
+    """
+
+    re: ReStructure
+    kdim: np.ndarray
+    offsets: np.ndarray
+    nlev: np.ndarray
+    blk_rt: np.ndarray
+    blk_rl: np.ndarray
+    blk_ct: np.ndarray
+    blk_cl: np.ndarray
+    blk_diag: np.ndarray
+    blk_vo: np.ndarray
+    vals: np.ndarray
+    blk_po: np.ndarray
+    pos: np.ndarray
+    m_indptr: np.ndarray
+    m_indices: np.ndarray
+    A_full: sp.csr_matrix
+    ZtX: np.ndarray
+    Zty: np.ndarray
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    n: int
+    p: int
+    sum_log_w: float
+
+    @property
+    def q(self) -> int:
+        """Number of random effects."""
+        return self.re.q
+
+    @property
+    def nnz_m(self) -> int:
+        """Number of stored entries of the lower triangle of ``M``."""
+        return int(self.m_indices.shape[0])
+
+
+def build_blocks(
+    re: ReStructure,
+    codes: list[np.ndarray],
+    mats: list[np.ndarray],
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> Blocks:
+    """Accumulate the cross-product blocks of a model.
+
+    Parameters
+    ----------
+    re
+        Term layout, terms already in storage (lme4) order.
+    codes, mats
+        Per term (same order): level code of each row (int) and the ``n x k`` term matrix.
+    X, y
+        Fixed-effects model matrix (n x p) and response (offset already subtracted).
+    weights
+        Prior weights (n,) or None.
+
+    Returns
+    -------
+    Blocks
+    """
+    n, p = X.shape
+    w = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    nt = len(re.terms)
+    kdim = np.array([t.k for t in re.terms], dtype=np.int64)
+    offsets = np.array([t.offset for t in re.terms], dtype=np.int64)
+    nlev = np.array([t.nlevels for t in re.terms], dtype=np.int64)
+    codes = [np.ascontiguousarray(c, dtype=np.int64) for c in codes]
+    mats = [np.ascontiguousarray(m, dtype=np.float64) for m in mats]
+    XY = np.empty((n, p + 1))
+    XY[:, :p] = X
+    XY[:, p] = y
+
+    # Blocks of A: diagonal (same term, same level), then each pair of terms.
+    rt, rl, ct, cl, dg, vlist = [], [], [], [], [], []
+    for t in range(nt):
+        d = K.diag_block_sums(codes[t], mats[t], w, int(nlev[t]))
+        m = int(nlev[t])
+        rt.append(np.full(m, t))
+        ct.append(np.full(m, t))
+        rl.append(np.arange(m))
+        cl.append(np.arange(m))
+        dg.append(np.ones(m, dtype=bool))
+        vlist.append(d.reshape(m, -1))
+    for s in range(nt):
+        for t in range(s):
+            key = codes[s] * nlev[t] + codes[t]
+            uniq, inv = np.unique(key, return_inverse=True)
+            pb = K.pair_block_sums(inv.astype(np.int64), mats[s], mats[t], w, uniq.size)
+            rt.append(np.full(uniq.size, s))
+            ct.append(np.full(uniq.size, t))
+            rl.append(uniq // nlev[t])
+            cl.append(uniq % nlev[t])
+            dg.append(np.zeros(uniq.size, dtype=bool))
+            vlist.append(pb.reshape(uniq.size, -1))
+    blk_rt = np.concatenate(rt).astype(np.int64)
+    blk_ct = np.concatenate(ct).astype(np.int64)
+    blk_rl = np.concatenate(rl).astype(np.int64)
+    blk_cl = np.concatenate(cl).astype(np.int64)
+    blk_diag = np.concatenate(dg)
+    sizes = kdim[blk_rt] * kdim[blk_ct]
+    blk_vo = np.zeros(blk_rt.size, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=blk_vo[1:])
+    vals = np.concatenate([v.ravel() for v in vlist]) if vlist else np.zeros(0)
+
+    # Expand the blocks into entries (row, col) of the lower triangle of M.
+    total = int(sizes.sum())
+    ent_blk = np.repeat(np.arange(blk_rt.size), sizes)
+    local = np.arange(total) - np.repeat(blk_vo, sizes)
+    kc = kdim[blk_ct][ent_blk]
+    i_loc = local // kc
+    j_loc = local % kc
+    rows = offsets[blk_rt][ent_blk] + blk_rl[ent_blk] * kdim[blk_rt][ent_blk] + i_loc
+    cols = offsets[blk_ct][ent_blk] + blk_cl[ent_blk] * kc + j_loc
+    keep = rows >= cols
+    q = re.q
+    ent_id = np.flatnonzero(keep)
+    Mlow = sp.csc_matrix(
+        (ent_id.astype(np.float64) + 1.0, (rows[keep], cols[keep])), shape=(q, q)
+    )
+    Mlow.sort_indices()
+    pos = np.full(total, -1, dtype=np.int64)
+    pos[Mlow.data.astype(np.int64) - 1] = np.arange(Mlow.data.size)
+    m_indptr = Mlow.indptr.astype(np.int64)
+    m_indices = Mlow.indices.astype(np.int64)
+
+    # Full symmetric A for matrix-vector products.
+    a_vals = vals
+    off = ~blk_diag[ent_blk]
+    A_full = sp.csr_matrix(
+        (
+            np.concatenate([a_vals, a_vals[off]]),
+            (np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])),
+        ),
+        shape=(q, q),
+    )
+
+    # Z'W[X y]
+    ZtXY = np.empty((q, p + 1))
+    for t in range(nt):
+        blk = K.term_cross_sums(codes[t], mats[t], w, XY, int(nlev[t]))
+        ZtXY[offsets[t] : offsets[t] + nlev[t] * kdim[t]] = blk.reshape(-1, p + 1)
+    WXY = XY * w[:, None]
+    XYtXY = XY.T @ WXY
+    return Blocks(
+        re=re,
+        kdim=kdim,
+        offsets=offsets,
+        nlev=nlev,
+        blk_rt=blk_rt,
+        blk_rl=blk_rl,
+        blk_ct=blk_ct,
+        blk_cl=blk_cl,
+        blk_diag=blk_diag,
+        blk_vo=blk_vo,
+        vals=vals,
+        blk_po=blk_vo.copy(),
+        pos=pos,
+        m_indptr=m_indptr,
+        m_indices=m_indices,
+        A_full=A_full,
+        ZtX=np.ascontiguousarray(ZtXY[:, :p]),
+        Zty=np.ascontiguousarray(ZtXY[:, p]),
+        XtX=XYtXY[:p, :p].copy(),
+        Xty=XYtXY[:p, p].copy(),
+        yty=float(XYtXY[p, p]),
+        n=n,
+        p=p,
+        sum_log_w=float(np.sum(np.log(w))) if weights is not None else 0.0,
+    )

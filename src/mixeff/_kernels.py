@@ -1,0 +1,288 @@
+"""Numba kernels: every loop over rows, levels or factor entries lives here.
+
+All kernels are compiled with ``cache=True`` so that a new process loads the machine
+code from disk instead of compiling it again.
+
+Block storage used throughout: the symmetric ``q x q`` matrix ``A = Z'WZ`` is held as a
+list of dense blocks, one per pair of levels that share at least one row. Block ``b``
+couples level ``blk_rl[b]`` of term ``blk_rt[b]`` (rows) with level ``blk_cl[b]`` of term
+``blk_ct[b]`` (columns), with ``blk_rt[b] >= blk_ct[b]`` so that all blocks lie in the
+lower triangle; its ``k_r x k_c`` values are stored row-major at ``vals[blk_vo[b]:]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# ---------------------------------------------------------------------------------
+# Cross-product blocks, one pass over the rows
+# ---------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def diag_block_sums(codes, mat, w, m):
+    """Per level ``a``: ``sum_i w_i z_i z_i'`` over the rows of level ``a`` (m x k x k)."""
+    n, k = mat.shape
+    out = np.zeros((m, k, k))
+    for i in range(n):
+        a = codes[i]
+        wi = w[i]
+        for r in range(k):
+            v = wi * mat[i, r]
+            for c in range(k):
+                out[a, r, c] += v * mat[i, c]
+    return out
+
+
+@njit(cache=True)
+def pair_block_sums(pair_of_row, mat_r, mat_c, w, npairs):
+    """Per level pair: ``sum_i w_i z_r,i z_c,i'`` (npairs x k_r x k_c)."""
+    n, kr = mat_r.shape
+    kc = mat_c.shape[1]
+    out = np.zeros((npairs, kr, kc))
+    for i in range(n):
+        b = pair_of_row[i]
+        wi = w[i]
+        for r in range(kr):
+            v = wi * mat_r[i, r]
+            for c in range(kc):
+                out[b, r, c] += v * mat_c[i, c]
+    return out
+
+
+@njit(cache=True)
+def term_cross_sums(codes, mat, w, XY, m):
+    """Per level: ``sum_i w_i z_i [x_i y_i]'`` (m x k x (p+1)), the blocks of Z'W[X y]."""
+    n, k = mat.shape
+    p1 = XY.shape[1]
+    out = np.zeros((m, k, p1))
+    for i in range(n):
+        a = codes[i]
+        wi = w[i]
+        for r in range(k):
+            v = wi * mat[i, r]
+            for j in range(p1):
+                out[a, r, j] += v * XY[i, j]
+    return out
+
+
+@njit(cache=True)
+def term_linear_predictor(codes, mat, b):
+    """Per row: ``z_i' b[level_i]`` for one term, ``b`` of shape (m, k)."""
+    n, k = mat.shape
+    out = np.empty(n)
+    for i in range(n):
+        a = codes[i]
+        s = 0.0
+        for c in range(k):
+            s += mat[i, c] * b[a, c]
+        out[i] = s
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# Lambda' A Lambda + I into a fixed sparsity pattern
+# ---------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def fill_lambda_a_lambda(out, tmpl, kdim, blk_rt, blk_ct, blk_diag, blk_vo, vals, blk_po, pos):
+    """Write the values of ``Lambda' A Lambda + I`` into ``out`` (a CSC data array).
+
+    Block ``b`` of ``A`` becomes ``T_r' A_b T_c`` (templates of its row and column
+    terms); entry ``(i, j)`` of it goes to ``out[pos[blk_po[b] + i * k_c + j]]``, skipped
+    when that position is negative (upper triangle of a diagonal block). Diagonal
+    blocks get the identity added.
+    """
+    nb = blk_rt.shape[0]
+    kmax = tmpl.shape[1]
+    tmp = np.empty((kmax, kmax))
+    for b in range(nb):
+        tr = blk_rt[b]
+        tc = blk_ct[b]
+        kr = kdim[tr]
+        kc = kdim[tc]
+        vo = blk_vo[b]
+        po = blk_po[b]
+        if kr == 1 and kc == 1:
+            v = tmpl[tr, 0, 0] * vals[vo] * tmpl[tc, 0, 0]
+            if blk_diag[b]:
+                v += 1.0
+            out[pos[po]] = v
+            continue
+        # tmp = A_b T_c  (kr x kc); T_c lower triangular
+        for i in range(kr):
+            for j in range(kc):
+                s = 0.0
+                for l in range(j, kc):
+                    s += vals[vo + i * kc + l] * tmpl[tc, l, j]
+                tmp[i, j] = s
+        # out = T_r' tmp; (T_r')[i, l] = T_r[l, i], nonzero for l >= i
+        for i in range(kr):
+            for j in range(kc):
+                dst = pos[po + i * kc + j]
+                if dst < 0:
+                    continue
+                s = 0.0
+                for l in range(i, kr):
+                    s += tmpl[tr, l, i] * tmp[l, j]
+                if blk_diag[b] and i == j:
+                    s += 1.0
+                out[dst] = s
+
+
+@njit(cache=True)
+def apply_lambda_t(tmpl, kdim, offsets, nlev, B, transpose):
+    """Multiply the rows of ``B`` (q x c) by ``Lambda'`` (``transpose``) or ``Lambda``."""
+    out = np.empty_like(B)
+    ncol = B.shape[1]
+    for t in range(kdim.shape[0]):
+        k = kdim[t]
+        o = offsets[t]
+        for a in range(nlev[t]):
+            base = o + a * k
+            for i in range(k):
+                for j in range(ncol):
+                    s = 0.0
+                    if transpose:
+                        for l in range(i, k):
+                            s += tmpl[t, l, i] * B[base + l, j]
+                    else:
+                        for l in range(0, i + 1):
+                            s += tmpl[t, i, l] * B[base + l, j]
+                    out[base + i, j] = s
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# Selected inverse (Takahashi recurrences) and the gradient traces
+# ---------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def selected_inverse(indptr, indices, data):
+    """Entries of ``(L L')^{-1}`` on the pattern of the lower factor ``L`` (CSC).
+
+    Takahashi's recurrences, from the last column backwards: for column ``j`` with
+    below-diagonal rows ``S``, ``Z[i, j] = -sum_{k in S} Z[i, k] L[k, j] / L[j, j]`` and
+    ``Z[j, j] = 1 / L[j, j]**2 - sum_{k in S} L[k, j] Z[k, j] / L[j, j]``. Row indices in
+    each column must be sorted with the diagonal first.
+    """
+    n = indptr.shape[0] - 1
+    Z = np.zeros_like(data)
+    where = np.full(n, -1, dtype=np.int64)
+    acc = np.zeros(n)
+    for j in range(n - 1, -1, -1):
+        p0 = indptr[j]
+        p1 = indptr[j + 1]
+        ljj = data[p0]
+        for p in range(p0 + 1, p1):
+            where[indices[p]] = p
+            acc[indices[p]] = 0.0
+        for p in range(p0 + 1, p1):
+            kk = indices[p]
+            lkj = data[p]
+            # column kk of Z holds Z[r, kk] for r >= kk on the pattern
+            for pp in range(indptr[kk], indptr[kk + 1]):
+                r = indices[pp]
+                if where[r] < 0:
+                    continue
+                z = Z[pp]
+                acc[r] += z * lkj
+                if r != kk:
+                    acc[kk] += z * data[where[r]]
+        s = 0.0
+        for p in range(p0 + 1, p1):
+            i = indices[p]
+            zij = -acc[i] / ljj
+            Z[p] = zij
+            s += data[p] * zij
+        Z[p0] = (1.0 / ljj - s) / ljj
+        for p in range(p0 + 1, p1):
+            where[indices[p]] = -1
+    return Z
+
+
+@njit(cache=True)
+def _lookup(indptr, indices, Z, pinv, a, b):
+    """``Minv[a, b]`` (original indices) from the selected inverse on L's pattern."""
+    i = pinv[a]
+    j = pinv[b]
+    if i < j:
+        i, j = j, i
+    lo = indptr[j]
+    hi = indptr[j + 1] - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        r = indices[mid]
+        if r == i:
+            return Z[mid]
+        if r < i:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return 0.0
+
+
+@njit(cache=True)
+def trace_minv_lambda_a(indptr, indices, Z, pinv, tmpl, kdim, offsets,
+                        blk_rt, blk_rl, blk_ct, blk_cl, blk_diag, blk_vo, vals):
+    """Per term ``t``: ``G_t[c, r] = sum_a [M^{-1} Lambda' A]_{(a,c),(a,r)}``.
+
+    ``Minv = (Lambda' A Lambda + I)^{-1}`` is read from its selected inverse; each stored
+    block of ``A`` is used in both orientations.
+    """
+    nt = kdim.shape[0]
+    kmax = tmpl.shape[1]
+    G = np.zeros((nt, kmax, kmax))
+    LA = np.empty((kmax, kmax))
+    for b in range(blk_rt.shape[0]):
+        ts = blk_rt[b]
+        tt = blk_ct[b]
+        ks = kdim[ts]
+        kt = kdim[tt]
+        u0 = offsets[ts] + blk_rl[b] * ks
+        a0 = offsets[tt] + blk_cl[b] * kt
+        vo = blk_vo[b]
+        # orientation 1: (Lambda'A)[(u, i), (a, r)] = (T_s' V)[i, r]
+        for i in range(ks):
+            for r in range(kt):
+                s = 0.0
+                for l in range(i, ks):
+                    s += tmpl[ts, l, i] * vals[vo + l * kt + r]
+                LA[i, r] = s
+        for c in range(kt):
+            for r in range(kt):
+                s = 0.0
+                for i in range(ks):
+                    s += _lookup(indptr, indices, Z, pinv, a0 + c, u0 + i) * LA[i, r]
+                G[tt, c, r] += s
+        if blk_diag[b]:
+            continue
+        # orientation 2: (Lambda'A)[(a, i), (u, r)] = (T_t' V')[i, r]
+        for i in range(kt):
+            for r in range(ks):
+                s = 0.0
+                for l in range(i, kt):
+                    s += tmpl[tt, l, i] * vals[vo + r * kt + l]
+                LA[i, r] = s
+        for c in range(ks):
+            for r in range(ks):
+                s = 0.0
+                for i in range(kt):
+                    s += _lookup(indptr, indices, Z, pinv, u0 + c, a0 + i) * LA[i, r]
+                G[ts, c, r] += s
+    return G
+
+
+@njit(cache=True)
+def minv_diag_blocks(indptr, indices, Z, pinv, offset, k, m):
+    """Diagonal ``k x k`` blocks of ``Minv`` for one term (m x k x k)."""
+    out = np.empty((m, k, k))
+    for a in range(m):
+        base = offset + a * k
+        for r in range(k):
+            for c in range(k):
+                out[a, r, c] = _lookup(indptr, indices, Z, pinv, base + r, base + c)
+    return out

@@ -1,0 +1,114 @@
+"""The formula entry point: ``lmer(formula, data)``.
+
+The fit is a pipeline of stages, each usable on its own (as lme4's ``lFormula`` ->
+``mkLmerDevfun`` -> ``optimizeLmer`` -> ``mkMerMod``):
+
+formula (:mod:`._formula`) -> design (:mod:`._design`) -> blocks (:mod:`._blocks`) ->
+objective (:mod:`._objective`) -> optimiser (:mod:`._optimizer`) -> fit (:mod:`._fit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ._fit import LmerFit
+
+__all__ = ["lmer", "fit_design", "choose_optimizer"]
+
+
+def choose_optimizer(objective) -> str:
+    """Pick the optimiser by the problem.
+
+    The analytic gradient costs a selected inverse of the factor, a few objective
+    evaluations' worth when the factor is small and many more when it has large dense
+    parts (crossed factors). Gradient-based L-BFGS-B wins with many theta or a cheap
+    gradient; derivative-free COBYQA wins for few theta and a big factor.
+    """
+    ntheta = objective.blocks.re.ntheta
+    if ntheta >= 6 or objective.nnz_factor <= 100_000:
+        return "L-BFGS-B"
+    return "COBYQA"
+
+
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    reml: bool = True,
+    weights: str | Sequence[float] | np.ndarray | None = None,
+    offset: str | Sequence[float] | np.ndarray | None = None,
+    *,
+    optimizer: str = "auto",
+    check_nlev: str = "stop",
+    check_nobs_vs_nre: str = "stop",
+) -> LmerFit:
+    """Fit a linear mixed-effects model, as R's ``lme4::lmer``.
+
+    Parameters
+    ----------
+    formula
+        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``. Fixed part with
+        formulaic's syntax (``*``, ``:``, ``C(x)``, ``np.log(x)``, ``0 +``); random terms
+        ``(expr | g)``, ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)``.
+    data
+        The data; rows with a missing value in a used column are dropped.
+    reml
+        REML (default) or maximum likelihood.
+    weights
+        Prior weights: a column name or an array with one value per row of ``data``.
+    offset
+        A known term added to the linear predictor: column name or array.
+    optimizer
+        ``"auto"`` (L-BFGS-B with the analytic gradient), ``"L-BFGS-B"`` or ``"Powell"``.
+    check_nlev, check_nobs_vs_nre
+        ``"stop"`` (default), ``"warning"`` or ``"ignore"``: what to do when a grouping
+        factor has as many levels as rows, or a term has as many random effects as there
+        are rows (lme4's ``check.nobs.vs.nlev`` and ``check.nobs.vs.nRE``).
+
+    Returns
+    -------
+    LmerFit
+    """
+    from ._design import build_design
+
+    design = build_design(formula, data, weights=weights, offset=offset,
+                          check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)
+    return fit_design(design, reml=reml, optimizer=optimizer)
+
+
+def fit_design(design, reml: bool = True, optimizer: str = "auto") -> LmerFit:
+    """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6)."""
+    from ._blocks import build_blocks
+    from ._checks import check_convergence
+    from ._fit import LmerFit
+    from ._lambda import ReStructure, lme4_term_order
+    from ._objective import LmmObjective
+    from ._optimizer import minimize_theta
+
+    terms = design.terms
+    order = lme4_term_order([len(t.levels) for t in terms])
+    re = ReStructure(
+        [terms[i].label for i in order],
+        [list(terms[i].colnames) for i in order],
+        [len(terms[i].levels) for i in order],
+    )
+    y = design.y if design.offset is None else design.y - design.offset
+    blocks = build_blocks(
+        re,
+        [terms[i].codes for i in order],
+        [terms[i].matrix for i in order],
+        design.X,
+        y,
+        design.weights,
+    )
+    obj = LmmObjective(blocks, reml=reml)
+    method = choose_optimizer(obj) if optimizer == "auto" else optimizer
+    optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method)
+    optsum.messages.extend(check_convergence(obj, optsum))
+    return LmerFit(design=design, structure=re, blocks=blocks, objective_fn=obj,
+                   optsum=optsum, term_order=order)

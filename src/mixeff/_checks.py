@@ -1,0 +1,71 @@
+"""Convergence checks after the optimiser stops, as lme4's ``checkConv``.
+
+At the optimum the gradient is taken analytically and the Hessian by central differences
+of the gradient. For the parameters not on a bound, the gradient scaled by the Cholesky
+factor of the Hessian must be small (lme4's ``check.conv.grad``, tolerance 0.002) and the
+Hessian positive definite (``check.conv.hess``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_convergence", "hessian_from_gradient"]
+
+
+def hessian_from_gradient(objective, theta: np.ndarray, lower: np.ndarray,
+                          step: float = 1e-4) -> np.ndarray:
+    """Hessian of the objective by differences of its analytic gradient.
+
+    Central differences, one-sided forward ones for entries within ``step`` of their
+    lower bound; symmetrised.
+    """
+    k = theta.size
+    H = np.empty((k, k))
+    for i in range(k):
+        h = step * max(1.0, abs(theta[i]))
+        e = np.zeros(k)
+        e[i] = h
+        if theta[i] - h < lower[i]:
+            H[:, i] = (objective.gradient(theta + e) - objective.gradient(theta)) / h
+        else:
+            H[:, i] = (objective.gradient(theta + e) - objective.gradient(theta - e)) / (2 * h)
+    return 0.5 * (H + H.T)
+
+
+def check_convergence(objective, optsum, tol_grad: float = 2e-3,
+                      max_theta: int = 50) -> list[str]:
+    """lme4-style convergence warnings for a finished optimisation (empty if fine)."""
+    msgs: list[str] = []
+    if not optsum.success:
+        msgs.append(f"optimizer ({optsum.method}) convergence code: {optsum.code}"
+                    f" ({optsum.message})")
+    theta = optsum.theta
+    if theta.size == 0 or theta.size > max_theta:
+        return msgs
+    lower = optsum.lower
+    free = ~(np.isfinite(lower) & (theta - lower < 1e-6))
+    if not np.any(free):
+        return msgs
+    g = objective.gradient(theta)[free]
+    H = hessian_from_gradient(objective, theta, lower)[np.ix_(free, free)]
+    objective.solve(theta)
+    try:
+        ev = np.linalg.eigvalsh(H)
+    except np.linalg.LinAlgError:
+        return msgs + ["Hessian of the objective could not be evaluated"]
+    if np.any(ev <= 0):
+        nneg = int(np.sum(ev <= 0))
+        msgs.append(f"Model failed to converge: degenerate Hessian with {nneg} negative"
+                    " eigenvalues")
+        return msgs
+    # lme4: scaled gradient solve(chol(H), g), compared as min(|scaled|, |raw|)
+    R = np.linalg.cholesky(H).T
+    scgrad = np.linalg.solve(R, g)
+    mingrad = np.minimum(np.abs(scgrad), np.abs(g))
+    mx = float(np.max(mingrad))
+    if mx > tol_grad:
+        comp = int(np.argmax(mingrad)) + 1
+        msgs.append(f"Model failed to converge with max|grad| = {mx:.6g}"
+                    f" (tol = {tol_grad:g}, component {comp})")
+    return msgs

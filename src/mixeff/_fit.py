@@ -1,0 +1,292 @@
+"""The fitted linear mixed model: estimates, variance components, conditional modes.
+
+:class:`LmerFit` is what :func:`mixeff.lmer` returns. It keeps the design, the blocks, the
+objective (so inference can re-evaluate the deviance through the fast core) and the
+optimiser's record, and derives everything users ask for from them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from . import _kernels as K
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._blocks import Blocks
+    from ._design import Design
+    from ._lambda import ReStructure
+    from ._objective import LmmObjective, Solution
+    from ._optimizer import OptSummary
+
+__all__ = ["LmerFit"]
+
+
+class LmerFit:
+    """A linear mixed model fitted by REML or ML.
+
+    Attributes
+    ----------
+    formula : str
+        The model formula.
+    reml : bool
+        True for a REML fit.
+    theta : numpy.ndarray
+        Relative covariance parameters (lme4's ``getME(m, "theta")``).
+    sigma : float
+        Residual standard deviation.
+    objective : float
+        REML criterion (REML fit) or deviance (ML fit) at the optimum.
+    optsum : OptSummary
+        The optimiser's record.
+    """
+
+    def __init__(self, *, design: Design, structure: ReStructure, blocks: Blocks,
+                 objective_fn: LmmObjective, optsum: OptSummary, term_order: list[int],
+                 data_name: str | None = None):
+        self.design = design
+        self.structure = structure
+        self.blocks = blocks
+        self._obj = objective_fn
+        self.optsum = optsum
+        self.term_order = term_order
+        self.data_name = data_name
+        self.reml = objective_fn.reml
+        self.formula = design.formula.text
+        self.theta = np.asarray(optsum.theta, dtype=float)
+        self._sol: Solution = objective_fn.solve(self.theta)
+        n, p = blocks.n, blocks.p
+        self.objective = float(self._sol.objective)
+        self.sigma = float(np.sqrt(self._sol.r2 / ((n - p) if self.reml else n)))
+        self.messages: list[str] = list(design.messages) + list(optsum.messages)
+
+    # -- basic quantities -----------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        """Number of observations used."""
+        return int(self.blocks.n)
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor (lme4's ``ngrps``)."""
+        out: dict[str, int] = {}
+        for t in self.structure.terms:
+            out.setdefault(t.label, t.nlevels)
+        return out
+
+    @property
+    def n_evaluations(self) -> int:
+        """Objective evaluations used by the optimiser."""
+        return int(self.optsum.n_evaluations)
+
+    @property
+    def converged(self) -> bool:
+        """True when the optimiser succeeded and no convergence check failed."""
+        return bool(self.optsum.success) and not self.optsum.messages
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's ``isSingular`` (a diagonal theta entry below 1e-4)."""
+        return self.structure.is_singular(self.theta)
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters: fixed effects, theta and the residual scale."""
+        return int(self.blocks.p + self.structure.ntheta + 1)
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (REML log-likelihood for a REML fit), ``-objective / 2``."""
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion, ``-2 loglik + 2 npar``."""
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, ``-2 loglik + log(n) npar``."""
+        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
+
+    @property
+    def deviance(self) -> float:
+        """ML deviance at the optimum of this fit's criterion (lme4's ``deviance``).
+
+        For a REML fit this is the ML deviance evaluated at the REML estimates, as
+        ``deviance(m, REML = FALSE)`` in lme4.
+        """
+        if not self.reml:
+            return self.objective
+        n = self.blocks.n
+        r2 = self._sol.r2
+        return float(self._sol.ldL2 + n * (1.0 + np.log(2.0 * np.pi * r2 / n))
+                     - self.blocks.sum_log_w)
+
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effect estimates, indexed by column name."""
+        return pd.Series(self._sol.beta.copy(), index=list(self.design.xnames), name="Estimate")
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effect estimates, ``sigma^2 (R_X' R_X)^{-1}``."""
+        p = self.blocks.p
+        names = list(self.design.xnames)
+        if p == 0:
+            return pd.DataFrame(np.zeros((0, 0)), index=names, columns=names)
+        RXinv = sla.solve_triangular(self._sol.RX, np.eye(p))
+        V = self.sigma**2 * (RXinv @ RXinv.T)
+        return pd.DataFrame(V, index=names, columns=names)
+
+    # -- random effects -------------------------------------------------------------
+    @cached_property
+    def _u(self) -> np.ndarray:
+        return self._obj.u_hat(self._sol)
+
+    @cached_property
+    def _b(self) -> np.ndarray:
+        return self._obj._lambda_t(self._sol.tmpl, self._u, False)
+
+    def _term_b(self, ti: int) -> np.ndarray:
+        t = self.structure.terms[ti]
+        return self._b[t.offset : t.offset + t.size].reshape(t.nlevels, t.k)
+
+    def ranef(self, condvar: bool = True) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects, one DataFrame per grouping factor.
+
+        Terms sharing a grouping factor (as ``(1|g) + (0 + x|g)``) are joined side by side,
+        as lme4 does. With ``condvar=True`` each frame carries the conditional covariance
+        matrices ``sigma^2 Lambda (Lambda'Z'WZ Lambda + I)^{-1} Lambda'`` (diagonal blocks,
+        one ``k x k`` matrix per level, as lme4's ``postVar``) in ``frame.attrs["condvar"]``
+        (an array ``levels x k x k``) and the conditional SDs in ``frame.attrs["condsd"]``.
+        """
+        blocksinv = self._obj.condvar_blocks(self.theta) if condvar else None
+        out: dict[str, pd.DataFrame] = {}
+        cvs: dict[str, list[np.ndarray]] = {}
+        for ti, t in enumerate(self.structure.terms):
+            levels = self.design.terms[self.term_order[ti]].levels
+            df = pd.DataFrame(self._term_b(ti), index=pd.Index(levels, name=t.label),
+                              columns=list(t.colnames))
+            if t.label in out:
+                out[t.label] = pd.concat([out[t.label], df], axis=1)
+            else:
+                out[t.label] = df
+            if blocksinv is not None:
+                T = self._sol.tmpl[ti, : t.k, : t.k]
+                cv = self.sigma**2 * np.einsum("ij,mjl,kl->mik", T, blocksinv[ti], T)
+                cvs.setdefault(t.label, []).append(cv)
+        if blocksinv is not None:
+            for lab, parts in cvs.items():
+                m = parts[0].shape[0]
+                ktot = sum(p.shape[1] for p in parts)
+                full = np.zeros((m, ktot, ktot))
+                o = 0
+                for p in parts:
+                    full[:, o : o + p.shape[1], o : o + p.shape[1]] = p
+                    o += p.shape[1]
+                out[lab].attrs["condvar"] = full
+                out[lab].attrs["condsd"] = pd.DataFrame(
+                    np.sqrt(np.einsum("mii->mi", full)), index=out[lab].index,
+                    columns=out[lab].columns)
+        return out
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as R's ``as.data.frame(VarCorr(m))``.
+
+        Columns ``group``, ``name1``, ``name2``, ``variance``, ``sd_cor``: per term one row
+        per variance (``name2`` missing, ``sd_cor`` the SD), then one per correlation
+        (``variance`` the covariance, ``sd_cor`` the correlation); the residual last.
+        """
+        rows = []
+        covs = self.structure.covariances(self.theta, self.sigma)
+        for t, S in zip(self.structure.terms, covs, strict=True):
+            sd = np.sqrt(np.diag(S))
+            for i in range(t.k):
+                rows.append((t.label, t.colnames[i], None, S[i, i], sd[i]))
+            for i in range(t.k):
+                for j in range(i + 1, t.k):
+                    denom = sd[i] * sd[j]
+                    cor = S[i, j] / denom if denom > 0 else np.nan
+                    rows.append((t.label, t.colnames[i], t.colnames[j], S[i, j], cor))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["group", "name1", "name2", "variance", "sd_cor"])
+
+    # -- fitted values and residuals ------------------------------------------------
+    def _linear_predictor(self, include_re: bool = True) -> np.ndarray:
+        d = self.design
+        eta = d.X @ self._sol.beta if self.blocks.p else np.zeros(self.nobs)
+        if include_re:
+            for ti in range(len(self.structure.terms)):
+                td = d.terms[self.term_order[ti]]
+                eta = eta + K.term_linear_predictor(
+                    np.ascontiguousarray(td.codes, dtype=np.int64),
+                    np.ascontiguousarray(td.matrix, dtype=np.float64), self._term_b(ti))
+        if d.offset is not None:
+            eta = eta + d.offset
+        return eta
+
+    def fitted(self) -> pd.Series:
+        """Fitted values ``X beta + Z b (+ offset)`` for the rows used."""
+        return pd.Series(self._linear_predictor(), index=self.design.row_index, name="fitted")
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Residuals: ``"response"`` (y - fitted) or ``"pearson"`` (times sqrt(w)).
+
+        With ``scaled=True`` they are divided by sigma (as the "Scaled residuals" of
+        lme4's summary).
+        """
+        r = self.design.y - self._linear_predictor()
+        if type == "pearson":
+            if self.design.weights is not None:
+                r = r * np.sqrt(self.design.weights)
+        elif type != "response":
+            raise ValueError("type must be 'response' or 'pearson'")
+        if scaled:
+            r = r / self.sigma
+        return pd.Series(r, index=self.design.row_index, name="residuals")
+
+    # -- presentation ---------------------------------------------------------------
+    def summary(self):
+        """A summary laid out like lme4's ``summary(lmer(...))`` (print it)."""
+        from ._summary import LmerSummary
+
+        return LmerSummary(self)
+
+    def __repr__(self) -> str:
+        method = "REML" if self.reml else "ML"
+        return (f"<LmerFit {method} {self.formula!r}: nobs={self.nobs},"
+                f" objective={self.objective:.4f}>")
+
+    def to_dict(self) -> dict:
+        """The main numbers as plain Python objects (for JSON)."""
+        vc = self.varcorr()
+        vc = vc.astype(object).where(pd.notna(vc), None)
+        return {
+            "formula": self.formula,
+            "reml": self.reml,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "fixef_se": dict(zip(self.design.xnames,
+                                 map(float, np.sqrt(np.diag(self.vcov().values))),
+                                 strict=True)),
+            "objective": self.objective,
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "sigma": self.sigma,
+            "theta": dict(zip(self.structure.theta_names(), map(float, self.theta),
+                              strict=True)),
+            "varcorr": vc.to_dict(orient="records"),
+            "nobs": self.nobs,
+            "ngroups": self.ngroups,
+            "is_singular": self.is_singular,
+            "converged": self.converged,
+            "n_evaluations": self.n_evaluations,
+            "optimizer": {"method": self.optsum.method, "code": self.optsum.code,
+                          "message": self.optsum.message,
+                          "n_gradients": self.optsum.n_gradients},
+            "messages": self.messages,
+        }

@@ -1,0 +1,238 @@
+"""The profiled REML criterion / ML deviance of a linear mixed model and its gradient.
+
+One evaluation for a given theta (DESIGN.md section 1):
+
+1. fill ``M = Lambda' A Lambda + I`` into its fixed pattern (Numba, :mod:`._kernels`);
+2. refactor ``P M P' = L L'`` with CHOLMOD, symbolic analysis reused (:mod:`._cholmod`);
+3. ``[R_ZX c_u] = L^{-1} P Lambda' Z'W[X y]``, then the small dense algebra:
+   ``R_X' R_X = X'WX - R_ZX' R_ZX``, ``beta``, and the penalised residual sum of squares
+   ``r^2 = y'Wy - |c_u|^2 - |R_X^{-T}(X'Wy - R_ZX' c_u)|^2``.
+
+    ML deviance      ``log|L|^2 + n (1 + log(2 pi r^2 / n)) - sum(log w)``
+    REML criterion   ``log|L|^2 + log|R_X|^2 + (n-p) (1 + log(2 pi r^2 / (n-p))) - sum(log w)``
+
+The gradient (derived in ``docs/maths.md``) needs ``M^{-1}`` only on the pattern of ``A``;
+it is read from the selected inverse of the factor (Takahashi recurrences).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from . import _kernels as K
+from ._blocks import Blocks
+from ._cholmod import SparseCholesky
+
+__all__ = ["LmmObjective", "Solution"]
+
+_LOG2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass
+class Solution:
+    """Everything one evaluation at ``theta`` leaves behind."""
+
+    theta: np.ndarray
+    objective: float
+    ldL2: float
+    ldRX2: float
+    r2: float
+    beta: np.ndarray
+    RX: np.ndarray        # upper triangular, R_X' R_X = X'WX - R_ZX' R_ZX
+    RZX: np.ndarray       # q x p, permuted order (rows of L)
+    cu: np.ndarray        # q, permuted order
+    tmpl: np.ndarray
+
+
+class LmmObjective:
+    """Profiled deviance as a function of theta, on precomputed blocks.
+
+    Parameters
+    ----------
+    blocks
+        The model's cross-product blocks.
+    reml
+        REML criterion (True) or ML deviance (False).
+    supernodal
+        CHOLMOD mode passed to :class:`~mixeff._cholmod.SparseCholesky`.
+
+    Attributes
+    ----------
+    n_evaluations, n_gradients
+        Counters of objective and gradient evaluations.
+    """
+
+    def __init__(self, blocks: Blocks, reml: bool = True, supernodal: str = "auto"):
+        self.blocks = blocks
+        self.reml = bool(reml)
+        self.n_evaluations = 0
+        self.n_gradients = 0
+        b = blocks
+        self._mdata = np.zeros(b.nnz_m)
+        self._ZtXY = np.empty((b.q, b.p + 1))
+        self._ZtXY[:, : b.p] = b.ZtX
+        self._ZtXY[:, b.p] = b.Zty
+        theta0 = b.re.start_theta()
+        self._fill(b.re.templates(theta0))
+        pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr), shape=(b.q, b.q))
+        self._chol = SparseCholesky(pattern, supernodal=supernodal)
+        self.perm = np.asarray(self._chol.perm, dtype=np.int64)
+        self.pinv = np.empty_like(self.perm)
+        self.pinv[self.perm] = np.arange(self.perm.size)
+        self._last: Solution | None = None
+
+    @property
+    def nnz_factor(self) -> int:
+        """Number of stored entries of the Cholesky factor ``L``."""
+        return int(self._chol.nnz_L())
+
+    # -- pieces ---------------------------------------------------------------------
+    def _fill(self, tmpl: np.ndarray) -> None:
+        b = self.blocks
+        K.fill_lambda_a_lambda(
+            self._mdata, tmpl, b.kdim, b.blk_rt, b.blk_ct, b.blk_diag, b.blk_vo, b.vals,
+            b.blk_po, b.pos,
+        )
+
+    def _lambda_t(self, tmpl: np.ndarray, B: np.ndarray, transpose: bool) -> np.ndarray:
+        b = self.blocks
+        B2 = B if B.ndim == 2 else B[:, None]
+        out = K.apply_lambda_t(tmpl, b.kdim, b.offsets, b.nlev, np.ascontiguousarray(B2),
+                               transpose)
+        return out if B.ndim == 2 else out[:, 0]
+
+    def solve(self, theta: np.ndarray) -> Solution:
+        """Evaluate at ``theta`` and keep the pieces (factor, beta, r^2...)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        b = self.blocks
+        n, p = b.n, b.p
+        tmpl = b.re.templates(theta)
+        self._fill(tmpl)
+        self._chol.factorize_values(self._mdata)
+        self.n_evaluations += 1
+        rhs = self._lambda_t(tmpl, self._ZtXY, True)[self.perm]
+        sol = self._chol.solve_L(rhs)
+        RZX = sol[:, :p]
+        cu = sol[:, p]
+        ldL2 = self._chol.logdet()
+        if p > 0:
+            S = b.XtX - RZX.T @ RZX
+            Sy = b.Xty - RZX.T @ cu
+            try:
+                RX = sla.cholesky(S, lower=False)
+            except np.linalg.LinAlgError:
+                RX = _jittered_cholesky(S)
+            z = sla.solve_triangular(RX, Sy, trans="T")
+            beta = sla.solve_triangular(RX, z)
+            ldRX2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
+            r2 = b.yty - float(cu @ cu) - float(z @ z)
+        else:
+            RX = np.zeros((0, 0))
+            beta = np.zeros(0)
+            ldRX2 = 0.0
+            r2 = b.yty - float(cu @ cu)
+        r2 = max(r2, np.finfo(float).tiny)
+        if self.reml:
+            nmp = n - p
+            obj = ldL2 + ldRX2 + nmp * (1.0 + _LOG2PI + np.log(r2 / nmp))
+        else:
+            obj = ldL2 + n * (1.0 + _LOG2PI + np.log(r2 / n))
+        obj -= b.sum_log_w
+        s = Solution(theta.copy(), float(obj), ldL2, ldRX2, r2, beta, RX, RZX, cu, tmpl)
+        self._last = s
+        return s
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """The objective (REML criterion or ML deviance) at ``theta``."""
+        return self.solve(theta).objective
+
+    def _current(self, theta: np.ndarray) -> Solution:
+        s = self._last
+        if s is None or s.theta.shape != np.shape(theta) or not np.array_equal(s.theta, theta):
+            s = self.solve(theta)
+        return s
+
+    def u_hat(self, sol: Solution) -> np.ndarray:
+        """Spherical conditional modes ``u`` (original order) at a solution."""
+        v = sol.cu - (sol.RZX @ sol.beta if self.blocks.p else 0.0)
+        w = self._chol.solve_Lt(v)
+        u = np.empty_like(w)
+        u[self.perm] = w
+        return u
+
+    def selected_inverse(self, theta: np.ndarray):
+        """``(indptr, indices, Z)``: ``M^{-1}`` on the (permuted) pattern of ``L``."""
+        self._current(theta)
+        L = self._chol.L()
+        Z = K.selected_inverse(L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data)
+        return L.indptr.astype(np.int64), L.indices.astype(np.int64), Z
+
+    def condvar_blocks(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Diagonal blocks of ``M^{-1}`` per term (m x k x k), for conditional variances."""
+        indptr, indices, Z = self.selected_inverse(theta)
+        b = self.blocks
+        return [
+            K.minv_diag_blocks(indptr, indices, Z, self.pinv, int(b.offsets[t]),
+                               int(b.kdim[t]), int(b.nlev[t]))
+            for t in range(len(b.re.terms))
+        ]
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """Analytic gradient of the objective with respect to theta."""
+        theta = np.asarray(theta, dtype=np.float64)
+        sol = self._current(theta)
+        self.n_gradients += 1
+        b = self.blocks
+        n, p = b.n, b.p
+        tmpl = sol.tmpl
+        indptr, indices, Z = self.selected_inverse(theta)
+        G = K.trace_minv_lambda_a(
+            indptr, indices, Z, self.pinv, tmpl, b.kdim, b.offsets,
+            b.blk_rt, b.blk_rl, b.blk_ct, b.blk_cl, b.blk_diag, b.blk_vo, b.vals,
+        )
+        u = self.u_hat(sol)
+        lam_u = self._lambda_t(tmpl, u, False)
+        zres = b.Zty - b.A_full @ lam_u
+        if p:
+            zres -= b.ZtX @ sol.beta
+        nt = len(b.re.terms)
+        kmax = tmpl.shape[1]
+        H = np.zeros((nt, kmax, kmax))
+        if self.reml and p:
+            Wp = self._chol.solve_Lt(sol.RZX)
+            W = np.empty_like(Wp)
+            W[self.perm] = Wp
+            Kt = b.ZtX - b.A_full @ self._lambda_t(tmpl, W, False)
+            Cinv = sla.cho_solve((sol.RX, False), np.eye(p))
+            U = W @ Cinv
+        dr2 = np.zeros((nt, kmax, kmax))
+        for t, term in enumerate(b.re.terms):
+            k, o, m = term.k, term.offset, term.nlevels
+            ut = u[o : o + m * k].reshape(m, k)
+            zt = zres[o : o + m * k].reshape(m, k)
+            dr2[t, :k, :k] = -2.0 * (zt.T @ ut)          # [r, c]
+            if self.reml and p:
+                Ut = U[o : o + m * k].reshape(m, k, p)
+                Kk = Kt[o : o + m * k].reshape(m, k, p)
+                H[t, :k, :k] = np.einsum("mcj,mrj->cr", Ut, Kk)
+        ti, ri, ci = b.re.theta_term, b.re.theta_row, b.re.theta_col
+        trace = G[ti, ci, ri] - H[ti, ci, ri]
+        d_r2 = dr2[ti, ri, ci]
+        scale = (n - p) if self.reml else n
+        return 2.0 * trace + scale * d_r2 / sol.r2
+
+
+def _jittered_cholesky(S: np.ndarray) -> np.ndarray:
+    """Cholesky of a numerically semi-definite ``S`` with a tiny diagonal jitter."""
+    d = np.abs(np.diag(S)).max() if S.size else 1.0
+    eps = 1e-12 * max(d, 1.0)
+    for _ in range(8):
+        try:
+            return sla.cholesky(S + eps * np.eye(S.shape[0]), lower=False)
+        except np.linalg.LinAlgError:
+            eps *= 100.0
+    raise np.linalg.LinAlgError("fixed-effects cross-product is not positive definite")

@@ -1,0 +1,112 @@
+"""Minimising the profiled deviance over theta, and the record of how it went.
+
+The record (:class:`OptSummary`) is kept on every fit: start values, bounds, the method,
+the number of objective and gradient evaluations, the final objective, the optimiser's
+return code and message, and the outcome of lme4-style convergence checks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize as so
+
+__all__ = ["OptSummary", "minimize_theta"]
+
+
+@dataclass
+class OptSummary:
+    """What the optimiser was given and what it returned.
+
+    Attributes
+    ----------
+    method
+        Name of the optimiser (``"L-BFGS-B"``...).
+    theta0, lower
+        Start values and lower bounds of theta.
+    theta, fmin
+        Final theta and objective value.
+    n_evaluations, n_gradients
+        Objective and gradient evaluations used.
+    code, message, success
+        The optimiser's return code, message and its own success flag.
+    elapsed
+        Wall-clock seconds spent in the optimiser.
+    messages
+        Convergence-check warnings (empty when all checks pass).
+    """
+
+    method: str
+    theta0: np.ndarray
+    lower: np.ndarray
+    theta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    fmin: float = float("nan")
+    n_evaluations: int = 0
+    n_gradients: int = 0
+    code: int = 0
+    message: str = ""
+    success: bool = False
+    elapsed: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [
+            f"optimizer {self.method}: {self.message} (code {self.code})",
+            f"  evaluations {self.n_evaluations} (gradients {self.n_gradients}),"
+            f" objective {self.fmin:.10g}, {self.elapsed:.3g} s",
+        ]
+        lines += [f"  warning: {m}" for m in self.messages]
+        return "\n".join(lines)
+
+
+def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
+                   method: str = "L-BFGS-B", maxiter: int = 10000) -> OptSummary:
+    """Minimise ``objective`` (an :class:`~mixeff._objective.LmmObjective`) over theta.
+
+    Parameters
+    ----------
+    objective
+        Callable with ``__call__(theta)`` and ``gradient(theta)`` and evaluation counters.
+    theta0, lower
+        Start values and lower bounds (``-inf`` for free entries).
+    method
+        ``"L-BFGS-B"`` (quasi-Newton with the analytic gradient, for many theta or cheap
+        gradients) or ``"COBYQA"`` (derivative-free trust region with quadratic models,
+        the successor of the BOBYQA that lme4 uses, for few theta).
+    maxiter
+        Iteration limit.
+
+    Returns
+    -------
+    OptSummary
+    """
+    rec = OptSummary(method=method, theta0=np.array(theta0, float), lower=np.array(lower, float))
+    e0, g0 = objective.n_evaluations, objective.n_gradients
+    bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
+    t0 = time.perf_counter()
+    if method == "L-BFGS-B":
+        res = so.minimize(
+            objective, theta0, jac=objective.gradient, method="L-BFGS-B", bounds=bounds,
+            options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-8, "maxcor": 20},
+        )
+    elif method == "COBYQA":
+        res = so.minimize(
+            objective, theta0, method="COBYQA", bounds=bounds,
+            options={"maxfev": maxiter, "initial_tr_radius": 0.2, "final_tr_radius": 1e-8},
+        )
+    else:
+        raise ValueError(f"unknown optimizer {method!r}; use 'L-BFGS-B' or 'COBYQA'")
+    rec.elapsed = time.perf_counter() - t0
+    rec.theta = np.asarray(res.x, dtype=float)
+    # Values within rounding of a bound sit on it (as lme4's bounded optimisers return).
+    on_bound = np.isfinite(lower) & (rec.theta < lower)
+    rec.theta[on_bound] = lower[on_bound]
+    rec.fmin = float(objective(rec.theta))
+    rec.n_evaluations = objective.n_evaluations - e0
+    rec.n_gradients = objective.n_gradients - g0
+    rec.code = int(getattr(res, "status", 0))
+    rec.message = str(getattr(res, "message", ""))
+    rec.success = bool(res.success)
+    return rec

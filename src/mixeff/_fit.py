@@ -199,19 +199,25 @@ class LmerFit:
 
         Columns ``group``, ``name1``, ``name2``, ``variance``, ``sd_cor``: per term one row
         per variance (``name2`` missing, ``sd_cor`` the SD), then one per correlation
-        (``variance`` the covariance, ``sd_cor`` the correlation); the residual last.
+        (``variance`` the covariance, ``sd_cor`` the correlation); the residual last. A
+        grouping factor with several terms is named ``g``, ``g.1``, ... as in R.
         """
         rows = []
         covs = self.structure.covariances(self.theta, self.sigma)
+        seen: dict[str, int] = {}
         for t, S in zip(self.structure.terms, covs, strict=True):
+            # repeated grouping factors are made unique as R's make.unique: g, g.1, g.2
+            nseen = seen.get(t.label, 0)
+            seen[t.label] = nseen + 1
+            group = t.label if nseen == 0 else f"{t.label}.{nseen}"
             sd = np.sqrt(np.diag(S))
             for i in range(t.k):
-                rows.append((t.label, t.colnames[i], None, S[i, i], sd[i]))
+                rows.append((group, t.colnames[i], None, S[i, i], sd[i]))
             for i in range(t.k):
                 for j in range(i + 1, t.k):
                     denom = sd[i] * sd[j]
                     cor = S[i, j] / denom if denom > 0 else np.nan
-                    rows.append((t.label, t.colnames[i], t.colnames[j], S[i, j], cor))
+                    rows.append((group, t.colnames[i], t.colnames[j], S[i, j], cor))
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["group", "name1", "name2", "variance", "sd_cor"])
 

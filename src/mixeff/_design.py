@@ -1,0 +1,774 @@
+"""Design layer: from a parsed formula and a DataFrame to the numbers of a mixed model.
+
+:func:`build_design` does what lme4's ``lFormula`` does before any fitting:
+
+1. resolve every name of the formula (response, fixed part, random-term expressions,
+   grouping factors, offsets, weights) against the columns of the data;
+2. drop the rows with a missing value in any used column (``na.omit``);
+3. build the response, the fixed-effects model matrix ``X`` (formulaic, treatment
+   contrasts, unused levels dropped), the per-term random-effects model matrices and the
+   grouping-factor codes;
+4. drop the columns of ``X`` that are linearly dependent on earlier ones (as lme4's
+   ``chkRank.drop.cols``) and run lme4's checks on the grouping factors.
+
+Everything is vectorised over rows (``pd.factorize`` for codes, formulaic for matrices);
+only terms and columns are looped over.
+
+Level order of grouping factors
+    Numeric columns: numeric order of the observed values. Text columns: sorted order of
+    the observed strings (Python code-point order, which is R's order in the C locale).
+    Categorical columns: category order, unused categories dropped. Interactions
+    ``a:b``: only observed combinations, ordered by the first factor's level, then the
+    second's, ... (R's ``a:b`` on factors followed by ``droplevels``), labelled
+    ``"a_level:b_level"``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._errors import DataError, FormulaError
+from ._formula import ParsedFormula, parse_formula
+
+__all__ = ["Design", "ReTermDesign", "build_design"]
+
+_CHECK_LEVELS = ("stop", "warning", "ignore")
+_RANK_TOL = 1e-7
+_BACKTICK_RE = re.compile(r"^`([^`]+)`$")
+_NAME_RE = re.compile(r"(?:[^\W\d]|\.)[\w.]*")
+
+
+@dataclass
+class ReTermDesign:
+    """Numbers of one random-effects term.
+
+    Attributes
+    ----------
+    label
+        Name of the grouping factor as lme4 prints it (``"Subject"``, ``"cask:batch"``).
+    codes
+        int32 ``(n,)``: level index ``0..m-1`` of each used row.
+    levels
+        Level labels (str), length ``m``; ``"v1:v2"`` for interactions.
+    matrix
+        float64 ``(n, k)`` C-contiguous model matrix of the term, e.g. columns
+        ``[1, Days]``.
+    colnames
+        Column names: ``"(Intercept)"`` and formulaic's names for the others.
+    expr
+        The term's expression, e.g. ``"1 + Days"``.
+    """
+
+    label: str
+    codes: np.ndarray
+    levels: pd.Index
+    matrix: np.ndarray
+    colnames: list[str]
+    expr: str
+
+    @property
+    def nlevels(self) -> int:
+        """Number of levels ``m``."""
+        return len(self.levels)
+
+    @property
+    def k(self) -> int:
+        """Number of columns of the term's model matrix."""
+        return self.matrix.shape[1]
+
+
+@dataclass
+class Design:
+    """Everything a fit needs from the formula and the data.
+
+    Attributes
+    ----------
+    formula
+        The parsed formula.
+    response_name
+        The response expression (backticks removed), e.g. ``"Reaction"``.
+    y
+        float64 ``(n,)`` response.
+    X
+        float64 ``(n, p)`` fixed-effects model matrix, Fortran-ordered (column-major),
+        after dropping rank-deficient columns; ``p`` may be 0.
+    xnames
+        Names of the columns of ``X`` (formulaic's, with ``"(Intercept)"``).
+    dropped_xnames
+        Columns dropped because of rank deficiency.
+    terms
+        Random-effects terms, in formula order.
+    weights
+        Prior weights ``(n,)`` or None.
+    offset
+        Total offset ``(n,)`` (``offset=`` plus the ``offset()`` terms) or None.
+    n_dropped
+        Rows dropped for missing values.
+    row_index
+        Index labels of the used rows of the data.
+    messages
+        Notes to show on the fit (rows dropped, columns dropped, check warnings).
+    fixed_spec
+        formulaic ``ModelSpec`` of the fixed part (before dropping columns), to build
+        ``X`` for new data.
+    """
+
+    formula: ParsedFormula
+    response_name: str
+    y: np.ndarray
+    X: np.ndarray
+    xnames: list[str]
+    dropped_xnames: list[str]
+    terms: list[ReTermDesign]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    n_dropped: int
+    row_index: pd.Index
+    messages: list[str] = field(default_factory=list)
+    fixed_spec: object = None
+
+    @property
+    def n(self) -> int:
+        """Number of used rows."""
+        return self.y.shape[0]
+
+    @property
+    def p(self) -> int:
+        """Number of fixed-effect columns."""
+        return self.X.shape[1]
+
+
+# --------------------------------------------------------------------------------------
+# names
+# --------------------------------------------------------------------------------------
+
+
+def _transforms() -> dict[str, Any]:
+    from formulaic.transforms import TRANSFORMS
+
+    return TRANSFORMS
+
+
+def _known_function(name: str) -> bool:
+    return name in _transforms() or hasattr(builtins, name)
+
+
+def _find_name(text: str, name: str, start: int = 0, end: int | None = None) -> int | None:
+    """First position of ``name`` as a whole word (or backtick-quoted) in ``text``."""
+    end = len(text) if end is None else end
+    pat = re.compile(rf"`{re.escape(name)}`|(?<![\w.]){re.escape(name)}(?![\w.])")
+    m = pat.search(text, start, end)
+    return None if m is None else m.start()
+
+
+def _unquote(expr: str) -> tuple[str, dict[str, str]]:
+    """Replace backtick-quoted names by identifiers; return the code and the mapping."""
+    quoted: dict[str, str] = {}
+
+    def sub(m: re.Match) -> str:
+        key = f"__mixeff_q{len(quoted)}__"
+        quoted[key] = m.group(1)
+        return key
+
+    return re.sub(r"`([^`]+)`", sub, expr), quoted
+
+
+def _python_names(expr: str) -> tuple[list[str], list[str]]:
+    """Variable names and called function names of a Python expression, in text order."""
+    code, quoted = _unquote(expr)
+    tree = ast.parse(code, mode="eval")
+    funcs = {id(node.func) for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    names = sorted((node.col_offset, quoted.get(node.id, node.id), id(node) in funcs)
+                   for node in ast.walk(tree) if isinstance(node, ast.Name))
+    values = list(dict.fromkeys(nm for _, nm, is_f in names if not is_f))
+    calls = list(dict.fromkeys(nm for _, nm, is_f in names if is_f))
+    return values, calls
+
+
+def _formulaic_names(spec: str) -> tuple[list[str], list[str]]:
+    """Variable and function names of a formulaic formula, from its factors.
+
+    (formulaic's own ``required_variables`` misses the arguments of stateful transforms
+    such as ``scale(x)`` or ``poly(x, 2)``.)
+    """
+    from formulaic import Formula
+
+    values: list[str] = []
+    calls: list[str] = []
+    for term in Formula(spec):
+        for factor in term.factors:
+            method = getattr(factor.eval_method, "value", str(factor.eval_method))
+            if method == "lookup":
+                values.append(factor.expr)
+            elif method == "python":
+                try:
+                    v, c = _python_names(factor.expr)
+                except SyntaxError:
+                    continue  # formulaic reports it when evaluating
+                values += v
+                calls += c
+    return list(dict.fromkeys(values)), list(dict.fromkeys(calls))
+
+
+class _Columns:
+    """Lookup of data columns by name, with positioned errors for unknown names."""
+
+    def __init__(self, data: pd.DataFrame, formula: ParsedFormula):
+        self.data = data
+        self.text = formula.text
+        self.names = {c for c in data.columns if isinstance(c, str)}
+        self.used: dict[str, None] = {}
+        self.numeric: dict[str, None] = {}
+
+    def require(self, name: str, start: int, end: int | None, what: str,
+                numeric: bool = True) -> None:
+        if name not in self.names:
+            pos = _find_name(self.text, name, start, end)
+            if pos is None:
+                pos = _find_name(self.text, name)
+            role, _, where = what.partition(" in ")
+            where = f" in {where}" if where else ""
+            raise FormulaError(f"{role} {name!r}{where} is not a column of the data",
+                               self.text, pos)
+        col = self.data[name]
+        if isinstance(col, pd.DataFrame):
+            raise DataError(f"column {name!r} appears more than once in the data")
+        self.used[name] = None
+        if numeric:
+            self.numeric[name] = None
+
+    def python(self, expr: str, start: int, end: int | None, what: str) -> None:
+        self._check(*_python_names(expr), start, end, what)
+
+    def formulaic(self, spec: str, start: int, end: int | None, what: str) -> None:
+        self._check(*_formulaic_names(spec), start, end, what)
+
+    def _check(self, values: list[str], calls: list[str], start: int, end: int | None,
+               what: str) -> None:
+        values = [nm for nm in values if nm in self.names
+                  or nm not in _transforms() and not hasattr(builtins, nm)]
+        values.sort(key=lambda v: _find_name(self.text, v, start, end) or 0)
+        for nm in values:
+            self.require(nm, start, end, f"variable in {what}")
+        for nm in calls:
+            if nm not in self.names and not _known_function(nm):
+                pos = _find_name(self.text, nm, start, end)
+                raise FormulaError(f"unknown function {nm!r} in {what}", self.text, pos)
+
+
+class _Namespace(Mapping):
+    """Evaluation namespace of Python expressions: columns, formulaic transforms, builtins."""
+
+    def __init__(self, columns: Mapping[str, Any]):
+        self.columns = columns
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.columns:
+            return self.columns[key]
+        tr = _transforms()
+        if key in tr:
+            return tr[key]
+        return getattr(builtins, key)  # AttributeError -> NameError in eval
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
+# --------------------------------------------------------------------------------------
+# helpers on columns
+# --------------------------------------------------------------------------------------
+
+
+def _is_numeric(dtype: Any) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _float_values(s: pd.Series) -> np.ndarray:
+    """float64 values of a numeric column, NA as NaN."""
+    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _for_formulaic(s: pd.Series) -> Any:
+    """A used column as formulaic should see it (NA rows already removed)."""
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return s.cat.remove_unused_categories().array
+    if pd.api.types.is_bool_dtype(dtype):
+        return s.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(dtype):
+        if isinstance(dtype, np.dtype):
+            return s.to_numpy()
+        return s.to_numpy(dtype=np.float64)
+    if pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+        return s.array
+    try:
+        return pd.Categorical(s.to_numpy(dtype=object))
+    except TypeError:
+        return pd.Categorical(s.astype(str).to_numpy(dtype=object))
+
+
+def _format_levels(values: Any) -> np.ndarray:
+    """Level labels as an object array of str (numbers printed as R does)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        return np.char.mod("%.15g", arr).astype(object)
+    return pd.Index(values).astype(str).to_numpy(dtype=object)
+
+
+def _factor(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (int64) and level labels (object array of str) of a grouping column."""
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        codes = s.cat.codes.to_numpy().astype(np.int64)
+        cats = dtype.categories
+        used = np.bincount(codes, minlength=len(cats)) > 0
+        remap = np.cumsum(used) - 1
+        return remap[codes], _format_levels(cats[used].to_numpy())
+    try:
+        codes, uniques = pd.factorize(s, sort=True)
+    except TypeError:
+        codes, uniques = pd.factorize(s.astype(str), sort=True)
+    if isinstance(uniques, pd.Index) and not isinstance(uniques.dtype, np.dtype):
+        if _is_numeric(uniques.dtype):
+            uniques = uniques.to_numpy(dtype=np.float64)
+    return codes.astype(np.int64, copy=False), _format_levels(uniques)
+
+
+def _interaction(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Observed combinations of several factors, ordered by the first factor then the next."""
+    codes, labels = parts[0]
+    for c2, l2 in parts[1:]:
+        m2 = len(l2)
+        comb = codes * m2 + c2
+        codes, uniq = pd.factorize(comb, sort=True)
+        codes = codes.astype(np.int64, copy=False)
+        labels = labels[uniq // m2] + ":" + l2[uniq % m2]
+    return codes, labels
+
+
+def _independent_columns(X: np.ndarray, tol: float = _RANK_TOL) -> np.ndarray:
+    """Columns of ``X`` not linearly dependent on earlier kept ones (R's ``qr(X)``).
+
+    R's LINPACK ``dqrdc2`` (used by ``lm`` and lme4's ``chkRank.drop.cols``) moves a column
+    to the end when the norm of its part orthogonal to the kept columns is below ``tol``
+    times its own norm, so the earliest columns are kept. The rows are first reduced with
+    a Householder QR (``X = QR``; norms and dependencies of columns are those of ``R``),
+    then the test runs on the small ``R``.
+    """
+    n, p = X.shape
+    keep = np.zeros(p, dtype=bool)
+    if p == 0:
+        return keep
+    R = np.linalg.qr(X, mode="r")
+    norms = np.linalg.norm(R, axis=0)
+    diag = np.abs(np.diagonal(R))
+    if diag.shape[0] == p and np.all(diag > tol * norms) and np.all(norms > 0):
+        keep[:] = True
+        return keep
+    basis = np.zeros((R.shape[0], 0))
+    for j in range(p):
+        if norms[j] == 0:
+            continue
+        v = R[:, j]
+        r = v - basis @ (basis.T @ v)
+        r = r - basis @ (basis.T @ r)
+        rn = float(np.linalg.norm(r))
+        if rn > tol * norms[j]:
+            keep[j] = True
+            basis = np.column_stack([basis, r / rn])
+    return keep
+
+
+def _check_level(name: str, value: str) -> str:
+    if value not in _CHECK_LEVELS:
+        raise DataError(f"{name} must be one of {', '.join(map(repr, _CHECK_LEVELS))}, "
+                        f"not {value!r}")
+    return value
+
+
+def _act(level: str, message: str, messages: list[str]) -> None:
+    if level == "stop":
+        raise DataError(message)
+    if level == "warning":
+        warnings.warn(message, UserWarning, stacklevel=3)
+        messages.append(message)
+
+
+def _vector_arg(arg: Any, what: str, data: pd.DataFrame, cols: _Columns) -> np.ndarray | None:
+    """Weights or offset given as a column name or an array: float64 (len(data),)."""
+    if arg is None:
+        return None
+    if isinstance(arg, str):
+        if arg not in cols.names:
+            raise FormulaError(f"{what} column {arg!r} is not a column of the data",
+                               None, None)
+        s = data[arg]
+        if isinstance(s, pd.DataFrame):
+            raise DataError(f"column {arg!r} appears more than once in the data")
+        if not _is_numeric(s.dtype):
+            raise DataError(f"{what} column {arg!r} is not numeric (dtype {s.dtype})")
+        return _float_values(s)
+    try:
+        if isinstance(arg, (pd.Series, pd.Index)):
+            arr = arg.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            arr = np.asarray(arg, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} must be a column name or numeric values: {exc}") from None
+    if arr.ndim != 1:
+        raise DataError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    if arr.shape[0] != len(data):
+        raise DataError(f"{what} has {arr.shape[0]} values but the data have {len(data)} rows")
+    return arr
+
+
+# --------------------------------------------------------------------------------------
+# evaluation on the used rows
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Evaluated:
+    y: np.ndarray
+    offset: np.ndarray | None
+    X: np.ndarray
+    xnames: list[str]
+    spec: object
+    mats: dict[str, tuple[np.ndarray, list[str]]]
+
+
+def _rename(names: Sequence[str]) -> list[str]:
+    return ["(Intercept)" if nm == "Intercept" else str(nm) for nm in names]
+
+
+def _eval_python(expr: str, ns: _Namespace, n: int, what: str, text: str,
+                 pos: int | None) -> np.ndarray:
+    """Evaluate a Python expression on the used rows; numeric float64 (n,)."""
+    code, quoted = _unquote(expr)
+    try:
+        if quoted:
+            ns = _Namespace({**ns.columns, **{k: ns[v] for k, v in quoted.items()}})
+        value = eval(compile(code, "<formula>", "eval"),  # noqa: S307
+                     {"__builtins__": builtins.__dict__}, ns)
+    except Exception as exc:
+        raise FormulaError(f"cannot evaluate {what} {expr!r}: {type(exc).__name__}: {exc}",
+                           text, pos) from None
+    if isinstance(value, (pd.Series, pd.Index)):
+        if not _is_numeric(value.dtype):
+            raise DataError(f"{what} {expr!r} is not numeric (dtype {value.dtype})")
+        arr = value.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "iuf":
+            raise DataError(f"{what} {expr!r} is not numeric (dtype {arr.dtype})")
+        arr = arr.astype(np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise DataError(f"{what} {expr!r} has shape {arr.shape}, expected one value per row "
+                        f"({n})")
+    return arr
+
+
+def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int | None):
+    from formulaic import model_matrix
+
+    try:
+        mm = model_matrix(spec, frame, na_action="ignore", context={})
+    except Exception as exc:
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("\n\n", 1)[0]
+        hint = " (in Python code write x**2 for a power, not x^2)" if "^" in msg else ""
+        raise FormulaError(f"cannot evaluate {what} {spec!r} on the data: {msg}{hint}",
+                           text, pos) from None
+    values = np.asarray(mm.to_numpy(dtype=np.float64))
+    if values.ndim != 2 or values.shape[0] != len(frame):
+        raise DataError(f"{what} {spec!r} did not give one row per observation")
+    return mm, values
+
+
+def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: pd.DataFrame, n: int,
+              response_col: str | None, offset_arr: np.ndarray | None,
+              term_pos: list[int]) -> _Evaluated:
+    text = pf.text
+    ns = _Namespace(raw)
+    tilde = text.find("~")
+    if response_col is not None:
+        y = np.asarray(raw[response_col], dtype=np.float64)
+    else:
+        y = _eval_python(pf.response, ns, n, "response", text,
+                         len(text) - len(text.lstrip()))
+    off = offset_arr
+    for expr in pf.offset_exprs:
+        pos = text.find(expr, tilde)
+        v = _eval_python(expr, ns, n, "offset", text, pos if pos >= 0 else None)
+        off = v if off is None else off + v
+    mm, X = _model_matrix(pf.fixed, frame, "fixed-effects part", text, None)
+    xnames = _rename(mm.columns)
+    mats: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for term, pos in zip(pf.random, term_pos, strict=True):
+        if term.expr in mats:
+            continue
+        if term.expr.strip() == "1":
+            mats[term.expr] = (np.ones((n, 1)), ["(Intercept)"])
+            continue
+        tm, Z = _model_matrix(term.expr, frame, "random-effects expression", text, pos)
+        if Z.shape[1] == 0:
+            raise FormulaError(f"random-effects term ({term.expr} | {term.label}) has no "
+                               "columns", text, pos)
+        mats[term.expr] = (np.ascontiguousarray(Z), _rename(tm.columns))
+    return _Evaluated(y=y, offset=off, X=np.asfortranarray(X), xnames=xnames,
+                      spec=mm.model_spec, mats=mats)
+
+
+def _nonfinite(ev: _Evaluated, response_name: str) -> np.ndarray:
+    """Rows with NaN produced by evaluation; raise on infinite values."""
+    checks: list[tuple[str, np.ndarray]] = [(f"response {response_name!r}", ev.y)]
+    if ev.offset is not None:
+        checks.append(("offset", ev.offset))
+    checks += [(f"fixed-effects column {nm!r}", ev.X[:, j]) for j, nm in enumerate(ev.xnames)]
+    for expr, (Z, names) in ev.mats.items():
+        checks += [(f"column {nm!r} of random-effects expression {expr!r}", Z[:, j])
+                   for j, nm in enumerate(names)]
+    bad = np.zeros(ev.y.shape[0], dtype=bool)
+    for what, v in checks:
+        if np.isinf(v).any():
+            raise DataError(f"{what} has infinite values")
+        bad |= np.isnan(v)
+    return bad
+
+
+# --------------------------------------------------------------------------------------
+# build_design
+# --------------------------------------------------------------------------------------
+
+
+def build_design(
+    formula: ParsedFormula | str,
+    data: pd.DataFrame,
+    *,
+    weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
+    offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
+    check_nlev: str = "stop",
+    check_nobs_vs_nre: str = "stop",
+) -> Design:
+    """Build the response, model matrices and grouping factors of an lme4 model.
+
+    Parameters
+    ----------
+    formula
+        lme4 formula string or the result of :func:`~mixeff._formula.parse_formula`.
+    data
+        The data. Rows with a missing value in any used column (or in the weights or
+        offset) are dropped.
+    weights
+        Prior weights: column name, or one value per row of ``data`` (by position).
+        Must be finite and non-negative; NaN drops the row.
+    offset
+        Known part of the linear predictor: column name or one value per row of ``data``;
+        added to the ``offset(...)`` terms of the formula.
+    check_nlev
+        ``"stop"``, ``"warning"`` or ``"ignore"``: a grouping factor with as many levels
+        as observations (lme4's ``check.nobs.vs.nlev``).
+    check_nobs_vs_nre
+        ``"stop"``, ``"warning"`` or ``"ignore"``: a term with at least as many random
+        effects as observations (lme4's ``check.nobs.vs.nRE``).
+
+    Returns
+    -------
+    Design
+
+    Raises
+    ------
+    FormulaError
+        Unparseable formula, unknown column or function, expression that cannot be
+        evaluated.
+    DataError
+        Bad data: not a DataFrame, no rows left, non-numeric response, infinite values,
+        bad weights, grouping factor with fewer than 2 levels, failed checks.
+    """
+    check_nlev = _check_level("check_nlev", check_nlev)
+    check_nobs_vs_nre = _check_level("check_nobs_vs_nre", check_nobs_vs_nre)
+    if isinstance(formula, str):
+        pf = parse_formula(formula)
+    elif isinstance(formula, ParsedFormula):
+        pf = formula
+    else:
+        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise DataError(f"data are empty ({data.shape[0]} rows, {data.shape[1]} columns)")
+    text = pf.text
+    tilde = text.find("~")
+    n_data = len(data)
+
+    # 1. names ---------------------------------------------------------------------------
+    cols = _Columns(data, pf)
+    m = _BACKTICK_RE.match(pf.response)
+    response_col: str | None = None
+    if m or pf.response in cols.names:
+        response_col = m.group(1) if m else pf.response
+        cols.require(response_col, 0, tilde, "response")
+        dtype = data[response_col].dtype
+        if not _is_numeric(dtype):
+            raise DataError(f"response {response_col!r} is not numeric (its dtype is "
+                            f"{dtype}); lmer needs a numeric response")
+    elif _NAME_RE.fullmatch(pf.response):
+        cols.require(pf.response, 0, tilde, "response")
+    else:
+        cols.python(pf.response, 0, tilde, "the response")
+    response_name = response_col if response_col is not None else pf.response
+    cols.formulaic(pf.fixed, tilde, None, "the fixed-effects part")
+    term_pos: list[int] = []
+    for term in pf.random:
+        cols.formulaic(term.expr, term.start, None, "a random-effects term")
+        bar = text.find("|", term.start)
+        term_pos.append(term.start)
+        for f in term.factors:
+            cols.require(f, bar if bar >= 0 else term.start, None, "grouping factor",
+                         numeric=False)
+    for expr in pf.offset_exprs:
+        cols.python(expr, tilde, None, "offset()")
+    w_full = _vector_arg(weights, "weights", data, cols)
+    o_full = _vector_arg(offset, "offset", data, cols)
+
+    # 2. missing values ------------------------------------------------------------------
+    na = np.zeros(n_data, dtype=bool)
+    for c in cols.used:
+        na |= data[c].isna().to_numpy()
+    for arr in (w_full, o_full):
+        if arr is not None:
+            na |= np.isnan(arr)
+    for c in cols.numeric:
+        s = data[c]
+        if s.dtype.kind == "f" or (_is_numeric(s.dtype) and not isinstance(s.dtype, np.dtype)):
+            v = _float_values(s)
+            inf = np.isinf(v) & ~na
+            if inf.any():
+                label = data.index[int(np.flatnonzero(inf)[0])]
+                raise DataError(f"column {c!r} has infinite values (e.g. row {label!r})")
+    rows = np.flatnonzero(~na)
+    if rows.size == 0:
+        raise DataError(f"no rows left: all {n_data} rows have a missing value in a used "
+                        f"column ({', '.join(map(repr, cols.used))})")
+
+    # 3. evaluate (twice when expressions produce NaN, e.g. log of a negative) ------------
+    for attempt in range(2):
+        n = rows.size
+        take = None if n == n_data else rows
+        raw: dict[str, Any] = {}
+        frame_cols: dict[str, Any] = {}
+        for c in cols.numeric:
+            s = data[c] if take is None else data[c].iloc[take]
+            s = s.reset_index(drop=True)
+            if _is_numeric(s.dtype) and not isinstance(s.dtype, np.dtype):
+                s = pd.Series(_float_values(s), name=c)
+            raw[c] = s
+            frame_cols[c] = _for_formulaic(s)
+        frame = pd.DataFrame(frame_cols, index=pd.RangeIndex(n))
+        o_arr = None if o_full is None else o_full[rows]
+        ev = _evaluate(pf, raw, frame, n, response_col, o_arr, term_pos)
+        bad = _nonfinite(ev, response_name)
+        if not bad.any():
+            break
+        if attempt == 1:
+            raise DataError("evaluating the formula gave missing values (NaN) on rows "
+                            "without missing data")
+        rows = rows[~bad]
+        if rows.size == 0:
+            raise DataError("no rows left: all rows have missing values after evaluating "
+                            "the formula")
+    n = rows.size
+    n_dropped = n_data - n
+    messages: list[str] = []
+    if n_dropped:
+        messages.append(f"{n_dropped} row{'s' if n_dropped != 1 else ''} with missing "
+                        "values dropped")
+
+    # weights -------------------------------------------------------------------------
+    w = None
+    if w_full is not None:
+        w = np.ascontiguousarray(w_full[rows])
+        if np.isinf(w).any():
+            raise DataError("weights must be finite")
+        neg = np.flatnonzero(w < 0)
+        if neg.size:
+            label = data.index[rows[neg[0]]]
+            raise DataError(f"weights must be non-negative (row {label!r} has {w[neg[0]]:g})")
+    off = None if ev.offset is None else np.ascontiguousarray(ev.offset, dtype=np.float64)
+
+    # 4. rank of X ----------------------------------------------------------------------
+    keep = _independent_columns(ev.X)
+    X = ev.X
+    xnames = ev.xnames
+    dropped: list[str] = []
+    if not keep.all():
+        dropped = [nm for nm, k in zip(xnames, keep, strict=True) if not k]
+        X = np.asfortranarray(X[:, keep])
+        xnames = [nm for nm, k in zip(xnames, keep, strict=True) if k]
+        k = len(dropped)
+        messages.append("fixed-effect model matrix is rank deficient so dropping "
+                        f"{k} column{'s' if k != 1 else ''} / "
+                        f"coefficient{'s' if k != 1 else ''}")
+
+    # 5. grouping factors and terms -----------------------------------------------------
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    terms: list[ReTermDesign] = []
+    for term in pf.random:
+        if term.label not in groups:
+            parts = []
+            for f in term.factors:
+                if f not in cache:
+                    s = data[f] if n == n_data else data[f].iloc[rows]
+                    cache[f] = _factor(s)
+                parts.append(cache[f])
+            groups[term.label] = _interaction(parts) if len(parts) > 1 else parts[0]
+        codes, labels = groups[term.label]
+        Z, names = ev.mats[term.expr]
+        terms.append(ReTermDesign(label=term.label, codes=codes.astype(np.int32),
+                                  levels=pd.Index(labels.astype(str), dtype=object),
+                                  matrix=Z, colnames=list(names), expr=term.expr))
+    _run_checks(terms, n, check_nlev, check_nobs_vs_nre, messages)
+
+    return Design(formula=pf, response_name=response_name,
+                  y=np.ascontiguousarray(ev.y, dtype=np.float64), X=X, xnames=xnames,
+                  dropped_xnames=dropped, terms=terms, weights=w, offset=off,
+                  n_dropped=n_dropped, row_index=data.index[rows], messages=messages,
+                  fixed_spec=ev.spec)
+
+
+def _run_checks(terms: list[ReTermDesign], n: int, check_nlev: str, check_nobs_vs_nre: str,
+                messages: list[str]) -> None:
+    """lme4's ``checkNlevels`` and ``checkZdims`` on the built terms."""
+    nlev = {t.label: t.nlevels for t in terms}
+    few = [f"{lab!r} ({m} level{'s' if m != 1 else ''})" for lab, m in nlev.items() if m < 2]
+    if few:
+        raise DataError("grouping factors must have > 1 sampled level: " + ", ".join(few))
+    many = [lab for lab, m in nlev.items() if m >= n]
+    if many and check_nlev != "ignore":
+        _act(check_nlev, "number of levels of each grouping factor must be < number of "
+             f"observations (problems: {', '.join(many)}; {n} observations); use "
+             "check_nlev='ignore' to fit anyway", messages)
+    if check_nobs_vs_nre != "ignore":
+        for t in terms:
+            q = t.nlevels * t.k
+            if n <= q:
+                _act(check_nobs_vs_nre,
+                     f"number of observations (={n}) <= number of random effects (={q}) for "
+                     f"term ({t.expr} | {t.label}); the random-effects parameters and the "
+                     "residual variance (or scale parameter) are probably unidentifiable",
+                     messages)

@@ -1,4 +1,4 @@
-"""Shared test helpers: where the lme4 reference data and the stored references live (import as `refdata`)."""
+"""Shared test helpers: the lme4 reference data and stored references (import `refdata`)."""
 
 from __future__ import annotations
 

@@ -72,7 +72,8 @@ def fitted(name: str):
         csv, factors, formula, reml, kw = MODELS[name]
         data = load_data(csv, factors)
         if kw.get("weights") == "w":
-            codes = pd.Categorical(data["Subject"], categories=ref["factor_levels"]["Subject"]).codes
+            levels = ref["factor_levels"]["Subject"]
+            codes = pd.Categorical(data["Subject"], categories=levels).codes
             data["w"] = 1 + ((codes + 1) % 3) / 2
         _FITS[name] = (mixeff.lmer(formula, data, reml=reml, **kw), ref)
     return _FITS[name]

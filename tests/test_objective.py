@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from refdata import load_csv
 
 from mixeff._blocks import build_blocks
 from mixeff._lambda import ReStructure, lme4_term_order
 from mixeff._objective import LmmObjective
-
-from refdata import load_csv
 
 
 def _richardson(f, x, h=1e-3):

@@ -246,6 +246,35 @@ def test_badly_scaled_columns_are_not_dropped(small):
     assert des.dropped_xnames == []
 
 
+def test_independent_columns_matches_sequential_rule():
+    from mixeff._design import _independent_columns
+
+    rng = np.random.default_rng(3)
+    n = 500
+    a, b, c = rng.normal(size=(3, n))
+    noise = rng.normal(size=n)
+    noise -= np.column_stack([a, b]) @ np.linalg.lstsq(np.column_stack([a, b]), noise,
+                                                        rcond=None)[0]
+    noise /= np.linalg.norm(noise)
+    base = a + 3 * b
+    cols = {
+        "a": a, "b": b,
+        "a+3b": base,                                                # exactly dependent
+        "near-dep": base + 1e-9 * np.linalg.norm(base) * noise,     # residual 1e-9: drop
+        "near-indep": base + 1e-5 * np.linalg.norm(base) * noise,   # residual 1e-5: keep
+        "zero": np.zeros(n),
+        "c": c,
+        "1e9 c": 1e9 * c + 1e-3 * a,                                 # dependent on a, c
+    }
+    X = np.column_stack(list(cols.values()))
+    keep = _independent_columns(X)
+    kept = [k for k, flag in zip(cols, keep, strict=True) if flag]
+    assert kept == ["a", "b", "near-indep", "c"]
+    # more columns than rows
+    assert _independent_columns(rng.normal(size=(3, 5))).tolist() == [True] * 3 + [False] * 2
+    assert _independent_columns(np.zeros((4, 0))).shape == (0,)
+
+
 def test_no_fixed_columns(small):
     des = build_design("y ~ 0 + (1 | g)", small)
     assert des.X.shape == (8, 0) and des.xnames == []

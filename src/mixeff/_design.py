@@ -43,6 +43,7 @@ __all__ = ["Design", "ReTermDesign", "build_design"]
 
 _CHECK_LEVELS = ("stop", "warning", "ignore")
 _RANK_TOL = 1e-7
+_SCREEN = 1e-8  # squared relative residual above which X'X alone proves independence
 _BACKTICK_RE = re.compile(r"^`([^`]+)`$")
 _NAME_RE = re.compile(r"(?:[^\W\d]|\.)[\w.]*")
 
@@ -364,20 +365,39 @@ def _independent_columns(X: np.ndarray, tol: float = _RANK_TOL) -> np.ndarray:
 
     R's LINPACK ``dqrdc2`` (used by ``lm`` and lme4's ``chkRank.drop.cols``) moves a column
     to the end when the norm of its part orthogonal to the kept columns is below ``tol``
-    times its own norm, so the earliest columns are kept. The rows are first reduced with
-    a Householder QR (``X = QR``; norms and dependencies of columns are those of ``R``),
-    then the test runs on the small ``R``.
+    times its own norm, so the earliest columns are kept.
+
+    Fast path: the Cholesky factor of the column-scaled cross-product ``X'X`` gives each
+    column's relative residual; when all are far above ``tol`` (squared residuals above
+    ``1e-8``, where the rounding of ``X'X`` cannot matter) every column is kept. Otherwise
+    the rows are reduced with a Householder QR (``X = QR``: norms and dependencies of the
+    columns are those of ``R``) and the sequential test runs on the small ``R``.
     """
+    import scipy.linalg
+    import scipy.linalg.blas
+
     n, p = X.shape
     keep = np.zeros(p, dtype=bool)
     if p == 0:
         return keep
-    R = np.linalg.qr(X, mode="r")
+    with np.errstate(all="ignore"):
+        Xf = np.asfortranarray(X, dtype=np.float64)
+        G = scipy.linalg.blas.dsyrk(1.0, Xf, trans=1)  # upper triangle of X'X
+        G = np.triu(G) + np.triu(G, 1).T
+        norms2 = np.diagonal(G).copy()
+        nz = np.flatnonzero(norms2 > 0)
+        if nz.size and np.all(np.isfinite(G)):
+            d = 1.0 / np.sqrt(norms2[nz])
+            C = G[np.ix_(nz, nz)] * d[:, None] * d[None, :]
+            try:
+                L = np.linalg.cholesky(C)
+            except np.linalg.LinAlgError:
+                L = None
+            if L is not None and np.all(np.diagonal(L) ** 2 > _SCREEN):
+                keep[nz] = True
+                return keep
+    R = scipy.linalg.qr(X, mode="raw", check_finite=False)[1]
     norms = np.linalg.norm(R, axis=0)
-    diag = np.abs(np.diagonal(R))
-    if diag.shape[0] == p and np.all(diag > tol * norms) and np.all(norms > 0):
-        keep[:] = True
-        return keep
     basis = np.zeros((R.shape[0], 0))
     for j in range(p):
         if norms[j] == 0:
@@ -493,9 +513,12 @@ def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int
         hint = " (in Python code write x**2 for a power, not x^2)" if "^" in msg else ""
         raise FormulaError(f"cannot evaluate {what} {spec!r} on the data: {msg}{hint}",
                            text, pos) from None
-    values = np.asarray(mm.to_numpy(dtype=np.float64))
-    if values.ndim != 2 or values.shape[0] != len(frame):
+    if mm.ndim != 2 or mm.shape[0] != len(frame):
         raise DataError(f"{what} {spec!r} did not give one row per observation")
+    # column by column: much faster than DataFrame.to_numpy on many mixed-dtype columns
+    values = np.empty(mm.shape, dtype=np.float64, order="F")
+    for j in range(mm.shape[1]):
+        values[:, j] = mm.iloc[:, j].to_numpy(dtype=np.float64)
     return mm, values
 
 
@@ -740,7 +763,7 @@ def build_design(
         codes, labels = groups[term.label]
         Z, names = ev.mats[term.expr]
         terms.append(ReTermDesign(label=term.label, codes=codes.astype(np.int32),
-                                  levels=pd.Index(labels.astype(str), dtype=object),
+                                  levels=pd.Index(labels, dtype=object),
                                   matrix=Z, colnames=list(names), expr=term.expr))
     _run_checks(terms, n, check_nlev, check_nobs_vs_nre, messages)
 

@@ -255,6 +255,88 @@ class LmerFit:
             r = r / self.sigma
         return pd.Series(r, index=self.design.row_index, name="residuals")
 
+    # -- inference (lmerTest) --------------------------------------------------------
+    @cached_property
+    def _satt(self):
+        from ._satterthwaite import satterthwaite_info
+
+        return satterthwaite_info(self)
+
+    def coef_table(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
+        """Fixed-effects table with t tests, as lmerTest's ``summary(m)$coefficients``.
+
+        Parameters
+        ----------
+        ddf
+            ``"Satterthwaite"`` (default), ``"Kenward-Roger"`` or ``"lme4"`` (no df and
+            no p-values, as lme4's own summary).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by fixed-effect name; columns ``Estimate``, ``Std. Error``, ``df``,
+            ``t value``, ``Pr(>|t|)`` (the last two absent for ``"lme4"``).
+        """
+        names = list(self.design.xnames)
+        beta = self._sol.beta
+        if ddf == "lme4":
+            se = np.sqrt(np.diag(self.vcov().to_numpy()))
+            return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se},
+                                index=names)
+        if ddf == "Satterthwaite":
+            from ._satterthwaite import contest_1d
+
+            rows = [contest_1d(self._satt, beta, e) for e in np.eye(len(names))]
+            return pd.DataFrame(rows, index=names)
+        if ddf == "Kenward-Roger":
+            from ._kenward_roger import kr_coef_table
+
+            return kr_coef_table(self)
+        raise ValueError("ddf must be 'Satterthwaite', 'Kenward-Roger' or 'lme4'")
+
+    def contest(self, L, ddf: str = "Satterthwaite", joint: bool = True) -> pd.DataFrame:
+        """Test a contrast matrix ``L beta = 0`` (lmerTest's ``contest``).
+
+        Parameters
+        ----------
+        L
+            A vector (one contrast) or a matrix with one row per contrast and one column
+            per fixed effect (a DataFrame with fixed-effect names as columns is
+            reordered to match).
+        ddf
+            ``"Satterthwaite"`` or ``"Kenward-Roger"``.
+        joint
+            One F test of all rows (default) or a t test per row.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The F test (``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``,
+            ``Pr(>F)``) or the t tests (as :meth:`coef_table`).
+        """
+        names = list(self.design.xnames)
+        if isinstance(L, pd.DataFrame):
+            missing = [c for c in L.columns if c not in names]
+            if missing:
+                raise ValueError(f"unknown fixed effects in L: {missing}")
+            L = L.reindex(columns=names, fill_value=0.0).to_numpy(float)
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        if L.shape[1] != len(names):
+            raise ValueError(f"L has {L.shape[1]} columns; the model has {len(names)}"
+                             " fixed effects")
+        beta = self._sol.beta
+        if ddf == "Kenward-Roger":
+            from ._kenward_roger import kr_contest
+
+            return kr_contest(self, L, joint=joint)
+        if ddf != "Satterthwaite":
+            raise ValueError("ddf must be 'Satterthwaite' or 'Kenward-Roger'")
+        from ._satterthwaite import contest_1d, contest_md
+
+        if joint:
+            return pd.DataFrame([contest_md(self._satt, beta, L, self.sigma)])
+        return pd.DataFrame([contest_1d(self._satt, beta, l) for l in L])
+
     # -- presentation ---------------------------------------------------------------
     def summary(self):
         """A summary laid out like lme4's ``summary(lmer(...))`` (print it)."""

@@ -16,6 +16,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "lmer": "._api",
+    "lm": "._lm",
+    "LmFit": "._lm",
+    "anova": "._compare",
     "LmerFit": "._fit",
     "datasets": ".datasets",
 }
@@ -24,16 +27,21 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "FormulaError",
+    "LmFit",
     "LmerFit",
     "MixeffError",
+    "anova",
     "datasets",
+    "lm",
     "lmer",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
     from ._api import lmer
+    from ._compare import anova
     from ._fit import LmerFit
+    from ._lm import LmFit, lm
 
 
 def __getattr__(name: str) -> Any:

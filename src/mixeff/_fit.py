@@ -337,6 +337,65 @@ class LmerFit:
             return pd.DataFrame([contest_md(self._satt, beta, L, self.sigma)])
         return pd.DataFrame([contest_1d(self._satt, beta, l) for l in L])
 
+    def anova(self, type: int | str = 3, ddf: str = "Satterthwaite") -> pd.DataFrame:
+        """ANOVA table of the fixed-effect terms, as lmerTest's ``anova(m)``.
+
+        Parameters
+        ----------
+        type
+            1, 2 or 3 (also ``"I"``, ``"II"``, ``"III"``). Type III hypotheses do not
+            depend on the contrast coding.
+        ddf
+            ``"Satterthwaite"`` (default), ``"Kenward-Roger"`` or ``"lme4"`` (F values
+            without denominator df, as lme4's own ``anova``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by term label; columns ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``,
+            ``F value``, ``Pr(>F)``. Its ``attrs["heading"]`` holds lmerTest's title.
+        """
+        from ._anova import anova_table
+
+        return anova_table(self, type=type, ddf=ddf)
+
+    def ranova(self) -> pd.DataFrame:
+        """Likelihood-ratio tests of the random-effect terms (lmerTest's ``ranova``)."""
+        from ._compare import ranova
+
+        return ranova(self)
+
+    def refit(self, reml: bool | None = None) -> LmerFit:
+        """Fit the same model again, by REML (``reml=True``) or ML (``reml=False``)."""
+        from ._api import fit_design
+
+        return fit_design(self.design, reml=self.reml if reml is None else reml)
+
+    def confint(self, parm=None, level: float = 0.95, method: str = "profile", **kwargs
+                ) -> pd.DataFrame:
+        """Confidence intervals of variance parameters and fixed effects, as lme4's.
+
+        Parameters
+        ----------
+        parm
+            Names of the parameters (lme4's ``.sig01``..., ``.sigma`` and fixed-effect
+            names); all by default.
+        level
+            Confidence level.
+        method
+            ``"profile"`` (likelihood profile, lme4's default), ``"Wald"`` or ``"boot"``
+            (parametric bootstrap; ``nsim``, ``seed`` and ``progress`` keywords).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter, columns with the lower and upper percentages
+            (``"2.5 %"``, ``"97.5 %"``).
+        """
+        from ._confint import confint
+
+        return confint(self, parm=parm, level=level, method=method, **kwargs)
+
     # -- presentation ---------------------------------------------------------------
     def summary(self):
         """A summary laid out like lme4's ``summary(lmer(...))`` (print it)."""

@@ -346,7 +346,7 @@ def test_weights_column_and_array(small):
     np.testing.assert_array_equal(a.weights, small["w"].to_numpy())
     np.testing.assert_array_equal(a.weights, b.weights)
     zero = build_design("y ~ x + (1 | g)", small, weights=np.r_[0.0, np.ones(7)])
-    assert zero.weights[0] == 0 and zero.n == 8
+    assert zero.n == 7 and np.all(zero.weights == 1)   # zero-weight rows are dropped
 
 
 @pytest.mark.parametrize("bad", [np.r_[-1.0, np.ones(7)], np.r_[np.inf, np.ones(7)]])
@@ -520,3 +520,16 @@ def test_fuzz_build_design(text, weights, offset):
                              check_nlev="ignore", check_nobs_vs_nre="ignore")
             except MixeffError:
                 pass
+
+
+def test_zero_weights_drop_rows_with_a_message():
+    import pandas as pd
+
+    from mixeff._design import build_design
+
+    d = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "g": list("aabbcc"),
+                      "w": [0.0, 1.0, 1.0, 2.0, 1.0, 1.0]})
+    des = build_design("y ~ 1 + (1|g)", d, weights="w")
+    assert des.y.tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert des.n_dropped == 1
+    assert "1 row with zero weight dropped" in des.messages

@@ -64,7 +64,9 @@ def lmer(
     offset
         A known term added to the linear predictor: column name or array.
     optimizer
-        ``"auto"`` (L-BFGS-B with the analytic gradient), ``"L-BFGS-B"`` or ``"Powell"``.
+        ``"auto"`` (chosen by the problem: L-BFGS-B with the analytic gradient, or
+        derivative-free COBYQA for few theta and a costly gradient), ``"L-BFGS-B"`` or
+        ``"COBYQA"``.
     check_nlev, check_nobs_vs_nre
         ``"stop"`` (default), ``"warning"`` or ``"ignore"``: what to do when a grouping
         factor has as many levels as rows, or a term has as many random effects as there

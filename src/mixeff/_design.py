@@ -675,6 +675,10 @@ def build_design(
     for arr in (w_full, o_full):
         if arr is not None:
             na |= np.isnan(arr)
+    # Rows with prior weight 0 carry no information (lme4 itself returns an infinite
+    # criterion for them); drop them as R's lm() leaves them out of the fit.
+    zero_w = np.zeros(n_data, dtype=bool) if w_full is None else (w_full == 0) & ~na
+    na |= zero_w
     for c in cols.numeric:
         s = data[c]
         if s.dtype.kind == "f" or (_is_numeric(s.dtype) and not isinstance(s.dtype, np.dtype)):
@@ -717,9 +721,13 @@ def build_design(
     n = rows.size
     n_dropped = n_data - n
     messages: list[str] = []
-    if n_dropped:
-        messages.append(f"{n_dropped} row{'s' if n_dropped != 1 else ''} with missing "
+    n_zero = int(zero_w.sum())
+    n_missing = n_dropped - n_zero
+    if n_missing:
+        messages.append(f"{n_missing} row{'s' if n_missing != 1 else ''} with missing "
                         "values dropped")
+    if n_zero:
+        messages.append(f"{n_zero} row{'s' if n_zero != 1 else ''} with zero weight dropped")
 
     # weights -------------------------------------------------------------------------
     w = None

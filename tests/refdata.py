@@ -14,8 +14,8 @@ REF_DIR = REPO / "tests" / "references" / "lme4"
 
 
 def data_dir() -> Path:
-    """Folder of lme4's data sets as CSV (``MIXEFF_DATA_DIR`` or ``../shared/data``)."""
-    return Path(os.environ.get("MIXEFF_DATA_DIR", REPO.parent / "shared" / "data"))
+    """Folder of lme4's data sets as CSV (``MIXEFF_DATA_DIR`` or ``tests/data/lme4``)."""
+    return Path(os.environ.get("MIXEFF_DATA_DIR", REPO / "tests" / "data" / "lme4"))
 
 
 def load_csv(name: str, factors: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:

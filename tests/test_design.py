@@ -18,7 +18,7 @@ from mixeff._errors import DataError, FormulaError, MixeffError
 from mixeff._formula import parse_formula
 
 DATA_DIR = Path(os.environ.get("MIXEFF_DATA_DIR",
-                               Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+                               Path(__file__).resolve().parent / "data" / "lme4"))
 
 
 def _csv(name: str) -> pd.DataFrame:

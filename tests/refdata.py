@@ -19,10 +19,10 @@ def data_dir() -> Path:
 
 
 def load_csv(name: str, factors: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read one of the reference CSV files, skipping the test when it is absent."""
+    """Read one of the reference CSV files, failing the test when it is absent."""
     path = data_dir() / name
     if not path.exists():
-        pytest.skip(f"reference data {path} not available")
+        pytest.fail(f"reference data {path} not available")
     df = pd.read_csv(path)
     for f in factors:
         df[f] = df[f].astype(str)
@@ -33,6 +33,6 @@ def load_reference(name: str) -> dict:
     """Read a stored lme4/lmerTest reference JSON file."""
     path = REF_DIR / f"{name}.json"
     if not path.exists():
-        pytest.skip(f"reference {path} not generated")
+        pytest.fail(f"reference {path} not generated")
     with path.open() as fh:
         return json.load(fh)

@@ -137,3 +137,30 @@ def test_fitted_values_and_conditional_modes(name):
         ocv = ours.attrs["condvar"] if "condvar" in ours.attrs else re_ours[label].attrs["condvar"]
         order = pd.Index(re_ours[label].index).get_indexer(theirs.index)
         np.testing.assert_allclose(ocv[order], cv, rtol=2e-3, atol=1e-6 * scale**2)
+
+
+def _richardson(f, x, h=1e-4):
+    out = []
+    for e in np.eye(x.size):
+        d1 = (f(x + h * e) - f(x - h * e)) / (2 * h)
+        d2 = (f(x + h / 2 * e) - f(x - h / 2 * e)) / h
+        out.append((4 * d2 - d1) / 3)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_analytic_gradient_on_reference_model(name):
+    """The analytic gradient equals Richardson differences at and away from the optimum."""
+    fit, _ = fitted(name)
+    obj = fit._obj
+    lower = fit.structure.lower_bounds()
+    # keep every evaluation inside the bounds: move boundary entries inwards
+    base = np.where(np.isfinite(lower), np.maximum(fit.theta, 0.05), fit.theta)
+    for theta in (base, base * 1.3 + 0.05):
+        g = obj.gradient(theta)
+        fd = _richardson(obj, theta)
+        # rounding error of the differences: about eps * |f| / h per evaluation
+        noise = 100 * np.finfo(float).eps * abs(obj(theta)) / 1e-4
+        np.testing.assert_allclose(g, fd, rtol=1e-5,
+                                   atol=1e-5 * max(1.0, np.abs(fd).max()) + noise)
+    obj.solve(fit.theta)

@@ -76,15 +76,27 @@ def lmer(
     -------
     LmerFit
     """
+    import time
+
     from ._design import build_design
 
+    t0 = time.perf_counter()
     design = build_design(formula, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)
-    return fit_design(design, reml=reml, optimizer=optimizer)
+    t_design = time.perf_counter() - t0
+    fit = fit_design(design, reml=reml, optimizer=optimizer)
+    fit.timings = {"design": t_design, **fit.timings}
+    return fit
 
 
-def fit_design(design, reml: bool = True, optimizer: str = "auto") -> LmerFit:
-    """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6)."""
+def fit_design(design, reml: bool = True, optimizer: str = "auto",
+               factorization: str = "auto") -> LmerFit:
+    """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6).
+
+    The seconds spent in each stage are kept in ``fit.timings``.
+    """
+    import time
+
     from ._blocks import build_blocks
     from ._checks import check_convergence
     from ._fit import LmerFit
@@ -92,6 +104,7 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto") -> LmerFit:
     from ._objective import LmmObjective
     from ._optimizer import minimize_theta
 
+    t0 = time.perf_counter()
     terms = design.terms
     order = lme4_term_order([len(t.levels) for t in terms])
     re = ReStructure(
@@ -108,9 +121,16 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto") -> LmerFit:
         y,
         design.weights,
     )
-    obj = LmmObjective(blocks, reml=reml)
+    t1 = time.perf_counter()
+    obj = LmmObjective(blocks, reml=reml, factorization=factorization)
+    t2 = time.perf_counter()
     method = choose_optimizer(obj) if optimizer == "auto" else optimizer
     optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method)
+    t3 = time.perf_counter()
     optsum.messages.extend(check_convergence(obj, optsum))
-    return LmerFit(design=design, structure=re, blocks=blocks, objective_fn=obj,
-                   optsum=optsum, term_order=order)
+    t4 = time.perf_counter()
+    fit = LmerFit(design=design, structure=re, blocks=blocks, objective_fn=obj,
+                  optsum=optsum, term_order=order)
+    fit.timings = {"blocks": t1 - t0, "analysis": t2 - t1, "optimizer": t3 - t2,
+                   "checks": t4 - t3, "fit_object": time.perf_counter() - t4}
+    return fit

@@ -63,6 +63,7 @@ class LmerFit:
         self.objective = float(self._sol.objective)
         self.sigma = float(np.sqrt(self._sol.r2 / ((n - p) if self.reml else n)))
         self.messages: list[str] = list(design.messages) + list(optsum.messages)
+        self.timings: dict[str, float] = {}
 
     # -- basic quantities -----------------------------------------------------------
     @property

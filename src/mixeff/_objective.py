@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from . import _kernels as K
 from ._blocks import Blocks
 from ._cholmod import SparseCholesky
+from ._schur import DenseSchurCholesky, schur_density
 
 __all__ = ["LmmObjective", "Solution"]
 
@@ -59,6 +60,11 @@ class LmmObjective:
         REML criterion (True) or ML deviance (False).
     supernodal
         CHOLMOD mode passed to :class:`~mixeff._cholmod.SparseCholesky`.
+    factorization
+        ``"cholmod"`` (CHOLMOD on the whole matrix, the general path), ``"schur"`` (the
+        first term eliminated directly, dense LAPACK on the Schur complement; see
+        :mod:`mixeff._schur`) or ``"auto"``: Schur when its complement is small or
+        measured to be dense, CHOLMOD otherwise.
 
     Attributes
     ----------
@@ -66,7 +72,8 @@ class LmmObjective:
         Counters of objective and gradient evaluations.
     """
 
-    def __init__(self, blocks: Blocks, reml: bool = True, supernodal: str = "auto"):
+    def __init__(self, blocks: Blocks, reml: bool = True, supernodal: str = "auto",
+                 factorization: str = "auto"):
         self.blocks = blocks
         self.reml = bool(reml)
         self.n_evaluations = 0
@@ -79,11 +86,31 @@ class LmmObjective:
         theta0 = b.re.start_theta()
         self._fill(b.re.templates(theta0))
         pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr), shape=(b.q, b.q))
-        self._chol = SparseCholesky(pattern, supernodal=supernodal)
+        self.factorization = self._choose_factorization(factorization)
+        if self.factorization == "schur":
+            t0 = b.re.terms[0]
+            self._chol = DenseSchurCholesky(pattern, t0.size, t0.k)
+        else:
+            self._chol = SparseCholesky(pattern, supernodal=supernodal)
         self.perm = np.asarray(self._chol.perm, dtype=np.int64)
         self.pinv = np.empty_like(self.perm)
         self.pinv[self.perm] = np.arange(self.perm.size)
         self._last: Solution | None = None
+
+    def _choose_factorization(self, requested: str) -> str:
+        if requested in ("cholmod", "schur"):
+            return requested
+        if requested != "auto":
+            raise ValueError("factorization must be 'auto', 'cholmod' or 'schur'")
+        b = self.blocks
+        t0 = b.re.terms[0]
+        q2 = b.q - t0.size
+        if q2 <= 500:
+            return "schur"
+        if q2 > 12_000:
+            return "cholmod"
+        dens = schur_density(b.m_indptr, b.m_indices, t0.size, t0.k)
+        return "schur" if dens >= 0.2 else "cholmod"
 
     @property
     def nnz_factor(self) -> int:

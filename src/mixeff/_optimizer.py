@@ -94,7 +94,7 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
     elif method == "COBYQA":
         res = so.minimize(
             objective, theta0, method="COBYQA", bounds=bounds,
-            options={"maxfev": maxiter, "initial_tr_radius": 0.2, "final_tr_radius": 1e-8},
+            options={"maxfev": maxiter, "initial_tr_radius": 1.0, "final_tr_radius": 1e-6},
         )
     else:
         raise ValueError(f"unknown optimizer {method!r}; use 'L-BFGS-B' or 'COBYQA'")

@@ -1,0 +1,250 @@
+"""Schur-complement factorisation: eliminate the first term directly, factor the rest densely.
+
+The terms are stored by decreasing number of levels, so the first term's block of
+``M = Lambda' A Lambda + I`` is block diagonal (one ``k x k`` block per level: levels of
+one factor never share a row). Partition
+
+    M = [[D, B'], [B, C]],   L = [[L_D, 0], [E, L_S]],
+    D = L_D L_D' (blockwise),  E = B L_D^{-T},  S = C - E E' = L_S L_S'.
+
+``L_D`` and ``E`` cost a pass over the stored entries (Numba); the Schur complement ``S``
+of the remaining terms is accumulated densely and factored by LAPACK. Two large crossed
+factors make ``S`` dense anyway (every pair of levels of the smaller factor shares a level
+of the larger one), so this is the natural factorisation there; it is chosen when the
+pattern of ``S`` is measured to be dense (see :func:`schur_density`), and CHOLMOD on the
+whole matrix otherwise. The class has the interface of
+:class:`~mixeff._cholmod.SparseCholesky` (``perm`` is the identity).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+from scipy.linalg import lapack, solve_triangular
+
+__all__ = ["DenseSchurCholesky", "schur_density"]
+
+
+@njit(cache=True)
+def _eliminate_first_term(indptr, indices, data, q1, k1, Ld, E, S):
+    """Blockwise Cholesky of D, ``E = B L_D^{-T}`` and ``S = C - E E'`` (lower, in place).
+
+    ``data`` holds the lower triangle of ``M`` in CSC (sorted rows); ``E`` receives its
+    values at the positions of the entries of ``B`` (rows >= q1 of the first q1 columns).
+    """
+    q2 = S.shape[0]
+    for j in range(q2):
+        for i in range(j, q2):
+            S[i, j] = 0.0
+    for j in range(q1, q1 + q2):
+        for p in range(indptr[j], indptr[j + 1]):
+            S[indices[p] - q1, j - q1] = data[p]
+    m1 = q1 // k1
+    y = np.empty(k1)
+    for a in range(m1):
+        c0 = a * k1
+        # D block (lower triangle) and its Cholesky factor
+        for c in range(k1):
+            p0 = indptr[c0 + c]
+            for r in range(c, k1):
+                Ld[a, r, c] = data[p0 + r - c]
+            for r in range(c):
+                Ld[a, r, c] = 0.0
+        for c in range(k1):
+            s = Ld[a, c, c]
+            for l in range(c):
+                s -= Ld[a, c, l] * Ld[a, c, l]
+            if s <= 0.0:
+                return False
+            d = np.sqrt(s)
+            Ld[a, c, c] = d
+            for r in range(c + 1, k1):
+                s = Ld[a, r, c]
+                for l in range(c):
+                    s -= Ld[a, r, l] * Ld[a, c, l]
+                Ld[a, r, c] = s / d
+        # rows of B in this level block: the same rows in each of its k1 columns
+        nb = indptr[c0 + 1] - indptr[c0] - k1
+        for t in range(nb):
+            # forward substitution L_Da y = B[row, block]'
+            for c in range(k1):
+                s = data[indptr[c0 + c] + (k1 - c) + t]
+                for l in range(c):
+                    s -= Ld[a, c, l] * y[l]
+                y[c] = s / Ld[a, c, c]
+            for c in range(k1):
+                E[indptr[c0 + c] + (k1 - c) + t] = y[c]
+        # S -= E_a E_a' over the rows of this block (rows ascending: r1 >= r2)
+        for t1 in range(nb):
+            r1 = indices[indptr[c0] + k1 + t1] - q1
+            for t2 in range(t1 + 1):
+                r2 = indices[indptr[c0] + k1 + t2] - q1
+                s = 0.0
+                for c in range(k1):
+                    s += E[indptr[c0 + c] + (k1 - c) + t1] * E[indptr[c0 + c] + (k1 - c) + t2]
+                S[r1, r2] -= s
+    return True
+
+
+@njit(cache=True)
+def _block_solve(Ld, b, transpose):
+    """Solve ``L_D x = b`` (or ``L_D' x = b``) blockwise, in place on ``b`` (q1 x ncol)."""
+    m1, k1, _ = Ld.shape
+    ncol = b.shape[1]
+    for a in range(m1):
+        o = a * k1
+        for j in range(ncol):
+            if not transpose:
+                for c in range(k1):
+                    s = b[o + c, j]
+                    for l in range(c):
+                        s -= Ld[a, c, l] * b[o + l, j]
+                    b[o + c, j] = s / Ld[a, c, c]
+            else:
+                for c in range(k1 - 1, -1, -1):
+                    s = b[o + c, j]
+                    for l in range(c + 1, k1):
+                        s -= Ld[a, l, c] * b[o + l, j]
+                    b[o + c, j] = s / Ld[a, c, c]
+
+
+def schur_density(indptr: np.ndarray, indices: np.ndarray, q1: int, k1: int,
+                  max_pairs: int = 50_000_000) -> float:
+    """Fraction of the lower triangle of ``S`` that is structurally non-zero.
+
+    Counted exactly (a sparse product of the pattern of ``B``) unless the bound
+    ``sum_a n_a^2`` exceeds ``max_pairs``, in which case 1.0 (dense) is returned.
+    """
+    q = indptr.size - 1
+    q2 = q - q1
+    if q2 == 0:
+        return 1.0
+    cols = np.repeat(np.arange(q), np.diff(indptr))
+    inB = (cols < q1) & (indices >= q1) & (cols % k1 == 0)
+    counts = np.bincount(cols[inB] // k1, minlength=q1 // k1)
+    if float(np.sum(counts.astype(float) ** 2)) > max_pairs:
+        return 1.0
+    Bp = sp.csr_matrix((np.ones(int(inB.sum())), (indices[inB] - q1, cols[inB] // k1)),
+                       shape=(q2, q1 // k1))
+    inC = cols >= q1
+    Cp = sp.csr_matrix((np.ones(int(inC.sum())), (indices[inC] - q1, cols[inC] - q1)),
+                       shape=(q2, q2))
+    pat = (Bp @ Bp.T + Cp + Cp.T).tocsr()
+    return (pat.nnz + q2) / 2.0 / (q2 * (q2 + 1) / 2.0)
+
+
+class DenseSchurCholesky:
+    """``M = L L'`` through the Schur complement of the first term, dense LAPACK for ``S``.
+
+    Parameters
+    ----------
+    A : scipy.sparse.csc_matrix
+        Lower triangle of ``M`` with sorted row indices, in the layout of
+        :mod:`mixeff._blocks` (first term in the leading ``q1`` rows and columns).
+    q1, k1
+        Size of the first term's block and its number of columns per level.
+    """
+
+    def __init__(self, A: sp.csc_matrix, q1: int, k1: int):
+        self.indptr = np.asarray(A.indptr, dtype=np.int64)
+        self.indices = np.asarray(A.indices, dtype=np.int64)
+        q = A.shape[0]
+        self.q1, self.k1 = int(q1), int(k1)
+        self.q2 = q - self.q1
+        self._Ld = np.zeros((self.q1 // self.k1, self.k1, self.k1))
+        self._E = np.zeros(self.indices.size)
+        self._S = np.zeros((self.q2, self.q2), order="F")
+        cols = np.repeat(np.arange(q), np.diff(self.indptr))
+        self._bmask = (cols < self.q1) & (self.indices >= self.q1)
+        self._Ecsr = None
+        self._b_rows = self.indices[self._bmask] - self.q1
+        self._b_cols = cols[self._bmask]
+        self._b_csr = sp.csr_matrix(
+            (np.zeros(self._b_rows.size), (self._b_rows, self._b_cols)),
+            shape=(self.q2, self.q1))
+        # position of each B entry (CSC order) in the CSR data of E
+        tagged = sp.csr_matrix(
+            (np.arange(1, self._b_rows.size + 1, dtype=float), (self._b_rows, self._b_cols)),
+            shape=(self.q2, self.q1))
+        tagged.sort_indices()
+        self._b_csr.sort_indices()
+        self._csr_take = tagged.data.astype(np.int64) - 1
+        self._b_pos = np.flatnonzero(self._bmask)
+        self._logdet = float("nan")
+        self.perm = np.arange(q)
+        self.n_factorizations = 0
+
+    def factorize_values(self, data: np.ndarray) -> None:
+        """Factor ``M`` given the values of its lower triangle in the analysed pattern."""
+        ok = _eliminate_first_term(self.indptr, self.indices, data, self.q1, self.k1,
+                                   self._Ld, self._E, self._S)
+        if not ok:
+            raise np.linalg.LinAlgError("first-term block of M is not positive definite")
+        ld = 2.0 * float(np.sum(np.log(np.einsum("mii->mi", self._Ld))))
+        if self.q2:
+            c, info = lapack.dpotrf(self._S, lower=1, clean=1, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("Schur complement is not positive definite")
+            self._S = c
+            ld += 2.0 * float(np.sum(np.log(np.diag(c))))
+        self._b_csr.data[:] = self._E[self._b_pos][self._csr_take]
+        self._logdet = ld
+        self.n_factorizations += 1
+
+    def logdet(self) -> float:
+        """``log det M``."""
+        return self._logdet
+
+    def _as2d(self, b):
+        b = np.asarray(b, dtype=np.float64)
+        return (b[:, None] if b.ndim == 1 else b).copy(), b.ndim == 1
+
+    def solve_L(self, b: np.ndarray) -> np.ndarray:
+        """``x = L^{-1} b``."""
+        x, vec = self._as2d(b)
+        x1 = x[: self.q1]
+        _block_solve(self._Ld, x1, False)
+        if self.q2:
+            x2 = x[self.q1 :] - self._b_csr @ x1
+            x[self.q1 :] = solve_triangular(self._S, x2, lower=True, check_finite=False)
+        return x[:, 0] if vec else x
+
+    def solve_Lt(self, b: np.ndarray) -> np.ndarray:
+        """``x = L^{-T} b``."""
+        x, vec = self._as2d(b)
+        if self.q2:
+            x[self.q1 :] = solve_triangular(self._S, x[self.q1 :], lower=True, trans="T",
+                                            check_finite=False)
+            x[: self.q1] -= self._b_csr.T @ x[self.q1 :]
+        x1 = np.ascontiguousarray(x[: self.q1])
+        _block_solve(self._Ld, x1, True)
+        x[: self.q1] = x1
+        return x[:, 0] if vec else x
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``x = M^{-1} b``."""
+        return self.solve_Lt(self.solve_L(b))
+
+    def L(self) -> sp.csc_matrix:
+        """The factor as a sparse lower-triangular CSC matrix (sorted rows)."""
+        m1, k1 = self._Ld.shape[0], self.k1
+        a, r, c = np.nonzero(np.tril(np.ones((k1, k1), dtype=bool))[None].repeat(m1, 0))
+        rows = [a * k1 + r, self._b_rows + self.q1]
+        cols = [a * k1 + c, self._b_cols]
+        vals = [self._Ld[a, r, c], self._E[self._b_pos]]
+        if self.q2:
+            ii, jj = np.tril_indices(self.q2)
+            rows.append(ii + self.q1)
+            cols.append(jj + self.q1)
+            vals.append(self._S[ii, jj])
+        q = self.q1 + self.q2
+        L = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(q, q))
+        L.sort_indices()
+        return L
+
+    def nnz_L(self) -> int:
+        """Entries of the factor (dense lower triangle of ``L_S`` included)."""
+        return int(self._Ld.shape[0] * self.k1 * (self.k1 + 1) // 2 + self._b_rows.size
+                   + self.q2 * (self.q2 + 1) // 2)

@@ -147,3 +147,21 @@ def test_lme4_term_order():
     assert lme4_term_order([30, 10]) == [0, 1]
     assert lme4_term_order([5, 5, 7]) == [2, 1, 0]    # rev(order()) reverses ties
     assert lme4_term_order([7, 5, 5]) == [0, 1, 2]    # already non-increasing: kept
+
+
+def test_progress_reports_only_long_fits(capsys):
+    import io
+
+    from mixeff._optimizer import _Progress, minimize_theta
+
+    re, blocks = _sleep_model()
+    obj = LmmObjective(blocks, reml=True)
+    rec = minimize_theta(obj, re.start_theta(), re.lower_bounds(), verbose=True)
+    assert capsys.readouterr().err == ""          # a short fit prints nothing
+    buf = io.StringIO()
+    prog = _Progress(obj, after=0.0, every=0.0, stream=buf)
+    prog(re.start_theta())
+    prog.close(rec)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("mixeff:") and "evaluations, objective" in lines[0]
+    assert lines[-1].startswith("mixeff: done")

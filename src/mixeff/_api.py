@@ -46,6 +46,7 @@ def lmer(
     optimizer: str = "auto",
     check_nlev: str = "stop",
     check_nobs_vs_nre: str = "stop",
+    verbose: bool = False,
 ) -> LmerFit:
     """Fit a linear mixed-effects model, as R's ``lme4::lmer``.
 
@@ -71,6 +72,9 @@ def lmer(
         ``"stop"`` (default), ``"warning"`` or ``"ignore"``: what to do when a grouping
         factor has as many levels as rows, or a term has as many random effects as there
         are rows (lme4's ``check.nobs.vs.nlev`` and ``check.nobs.vs.nRE``).
+    verbose
+        Report progress (evaluations, current objective, elapsed time) on stderr for
+        fits that run longer than about two seconds.
 
     Returns
     -------
@@ -84,13 +88,13 @@ def lmer(
     design = build_design(formula, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)
     t_design = time.perf_counter() - t0
-    fit = fit_design(design, reml=reml, optimizer=optimizer)
+    fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose)
     fit.timings = {"design": t_design, **fit.timings}
     return fit
 
 
 def fit_design(design, reml: bool = True, optimizer: str = "auto",
-               factorization: str = "auto") -> LmerFit:
+               factorization: str = "auto", verbose: bool = False) -> LmerFit:
     """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6).
 
     The seconds spent in each stage are kept in ``fit.timings``.
@@ -125,7 +129,8 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto",
     obj = LmmObjective(blocks, reml=reml, factorization=factorization)
     t2 = time.perf_counter()
     method = choose_optimizer(obj) if optimizer == "auto" else optimizer
-    optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method)
+    optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
+                            verbose=verbose)
     t3 = time.perf_counter()
     optsum.messages.extend(check_convergence(obj, optsum))
     t4 = time.perf_counter()

@@ -61,8 +61,44 @@ class OptSummary:
         return "\n".join(lines)
 
 
+class _Progress:
+    """Report evaluations, objective and elapsed time on stderr during a long fit.
+
+    Silent for the first ``after`` seconds (fits shorter than that print nothing), then
+    one line at most every ``every`` seconds.
+    """
+
+    def __init__(self, objective, after: float = 2.0, every: float = 1.0, stream=None):
+        import sys
+
+        self.obj = objective
+        self.after, self.every = after, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+        self.last = self.t0 + after - every
+        self.best = np.inf
+        self.printed = False
+
+    def __call__(self, theta: np.ndarray) -> float:
+        f = self.obj(theta)
+        self.best = min(self.best, f)
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self.printed = True
+            print(f"mixeff: {self.obj.n_evaluations:5d} evaluations, objective"
+                  f" {self.best:.6f}, {now - self.t0:6.1f} s", file=self.stream, flush=True)
+        return f
+
+    def close(self, rec: OptSummary) -> None:
+        if self.printed:
+            print(f"mixeff: done, {rec.n_evaluations} evaluations, objective {rec.fmin:.6f},"
+                  f" {rec.elapsed:.1f} s", file=self.stream, flush=True)
+
+
 def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
-                   method: str = "L-BFGS-B", maxiter: int = 10000) -> OptSummary:
+                   method: str = "L-BFGS-B", maxiter: int = 10000,
+                   verbose: bool = False) -> OptSummary:
     """Minimise ``objective`` (an :class:`~mixeff._objective.LmmObjective`) over theta.
 
     Parameters
@@ -77,6 +113,8 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
         the successor of the BOBYQA that lme4 uses, for few theta).
     maxiter
         Iteration limit.
+    verbose
+        Report progress on stderr when the optimisation runs longer than two seconds.
 
     Returns
     -------
@@ -86,14 +124,16 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
     e0, g0 = objective.n_evaluations, objective.n_gradients
     bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
     t0 = time.perf_counter()
+    progress = _Progress(objective) if verbose else None
+    fun = progress if progress is not None else objective
     if method == "L-BFGS-B":
         res = so.minimize(
-            objective, theta0, jac=objective.gradient, method="L-BFGS-B", bounds=bounds,
+            fun, theta0, jac=objective.gradient, method="L-BFGS-B", bounds=bounds,
             options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-8, "maxcor": 20},
         )
     elif method == "COBYQA":
         res = so.minimize(
-            objective, theta0, method="COBYQA", bounds=bounds,
+            fun, theta0, method="COBYQA", bounds=bounds,
             options={"maxfev": maxiter, "initial_tr_radius": 1.0, "final_tr_radius": 1e-6},
         )
     else:
@@ -121,4 +161,6 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
             rec.code = 0
             rec.message = (f"converged: line search found no further decrease"
                            f" (max|projected gradient| = {np.max(np.abs(pg), initial=0.0):.2g})")
+    if progress is not None:
+        progress.close(rec)
     return rec

@@ -80,10 +80,10 @@ def anova_table(fit: LmerFit, type: int | str = 3, ddf: str = "Satterthwaite"
     if method == "lme4":
         return lme4_table(fit)
     t = _match_type(type)
-    if method == "Kenward-Roger" and not fit.reml:
-        raise ValueError("Kenward-Roger's method is only available for REML model fits")
     messages: list[str] = []
     Ls = get_contrasts(fit.design, t, messages)
+    if method == "Kenward-Roger" and not fit.reml and any(L.shape[0] for L in Ls.values()):
+        raise ValueError("Kenward-Roger's method is only available for REML model fits")
     names = list(fit.design.xnames)
     rows: dict[str, list[float]] = {}
     for label, L in Ls.items():

@@ -34,3 +34,18 @@ def test_contest_single_row_equals_coef_table():
     F = fit.contest([[0.0, 1.0]])
     assert F["F value"].iloc[0] == pytest.approx(ct["t value"].iloc[1] ** 2, rel=1e-10)
     assert F["DenDF"].iloc[0] == pytest.approx(ct["df"].iloc[1], rel=1e-10)
+
+
+@pytest.mark.parametrize("name", ["sleepstudy_reml", "penicillin_reml", "plant_slopes_reml",
+                                  "dyestuff2_reml"])
+def test_stencil_and_richardson_satterthwaite_agree(name):
+    """The default one-stencil derivatives equal lmerTest's Richardson scheme closely."""
+    from mixeff._satterthwaite import contest_1d, satterthwaite_info
+
+    fit, _ = fitted(name)
+    a = satterthwaite_info(fit, method="stencil")
+    b = satterthwaite_info(fit, method="richardson")
+    beta = fit._sol.beta
+    for e in np.eye(beta.size):
+        assert contest_1d(a, beta, e)["df"] == pytest.approx(contest_1d(b, beta, e)["df"],
+                                                             rel=2e-4)

@@ -1,16 +1,18 @@
 """Convergence checks after the optimiser stops, as lme4's ``checkConv``.
 
-At the optimum the gradient is taken analytically and the Hessian by central differences
-of the gradient. For the parameters not on a bound, the gradient scaled by the Cholesky
-factor of the Hessian must be small (lme4's ``check.conv.grad``, tolerance 0.002) and the
-Hessian positive definite (``check.conv.hess``).
+At the optimum the gradient is taken analytically and the Hessian by central
+differences of the gradient when the optimiser used gradients; otherwise both come from
+central differences of the objective's pieces (:mod:`mixeff._derivs`), which are kept
+for Satterthwaite's degrees of freedom. For the parameters not on a bound, the gradient
+scaled by the Cholesky factor of the Hessian must be small (lme4's ``check.conv.grad``,
+tolerance 0.002) and the Hessian positive definite (``check.conv.hess``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_convergence", "derivs_from_objective", "hessian_from_gradient"]
+__all__ = ["check_convergence", "hessian_from_gradient"]
 
 
 def hessian_from_gradient(objective, theta: np.ndarray, lower: np.ndarray,
@@ -31,35 +33,6 @@ def hessian_from_gradient(objective, theta: np.ndarray, lower: np.ndarray,
         else:
             H[:, i] = (objective.gradient(theta + e) - objective.gradient(theta - e)) / (2 * h)
     return 0.5 * (H + H.T)
-
-
-def derivs_from_objective(objective, theta: np.ndarray, lower: np.ndarray,
-                          step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and Hessian by central differences of the objective (lme4's ``deriv12``).
-
-    ``2 k^2 + 1`` evaluations for ``k`` parameters; entries within ``step`` of their lower
-    bound are moved inside first so that no evaluation crosses it.
-    """
-    k = theta.size
-    x = theta.copy()
-    near = np.isfinite(lower) & (x - lower < step)
-    x[near] = lower[near] + step
-    f0 = objective(x)
-    g = np.empty(k)
-    H = np.empty((k, k))
-    I = np.eye(k) * step
-    for i in range(k):
-        fp = objective(x + I[i])
-        fm = objective(x - I[i])
-        g[i] = (fp - fm) / (2 * step)
-        H[i, i] = (fp - 2 * f0 + fm) / step**2
-        for j in range(i):
-            fpp = objective(x + I[i] + I[j])
-            fmm = objective(x - I[i] - I[j])
-            fpm = objective(x + I[i] - I[j])
-            fmp = objective(x - I[i] + I[j])
-            H[i, j] = H[j, i] = (fpp - fpm - fmp + fmm) / (4 * step**2)
-    return g, H
 
 
 def check_convergence(objective, optsum, tol_grad: float = 2e-3,
@@ -84,7 +57,12 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
         g = objective.gradient(theta)
         H = hessian_from_gradient(objective, theta, lower)
     else:
-        g, H = derivs_from_objective(objective, theta, lower)
+        # one stencil of evaluations, kept on the record for later use (Satterthwaite)
+        from ._derivs import theta_derivatives
+
+        optsum.derivs = theta_derivatives(objective, theta)
+        b = objective.blocks
+        g, H = optsum.derivs.objective_derivs(objective.reml, b.n, b.p)
     g = g[free]
     H = H[np.ix_(free, free)]
     objective.solve(theta)

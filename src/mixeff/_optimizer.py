@@ -36,6 +36,9 @@ class OptSummary:
         Wall-clock seconds spent in the optimiser.
     messages
         Convergence-check warnings (empty when all checks pass).
+    derivs
+        :class:`~mixeff._derivs.ThetaDerivatives` at the optimum when the checks
+        computed them (derivative-free fits), else None.
     """
 
     method: str
@@ -50,6 +53,7 @@ class OptSummary:
     success: bool = False
     elapsed: float = 0.0
     messages: list[str] = field(default_factory=list)
+    derivs: object = None
 
     def __str__(self) -> str:
         lines = [

@@ -5,11 +5,17 @@
     mixeff fit DATA.csv "FORMULA" [--ml] [--json] [--factor COL ...] [--weights COL]
                                   [--offset COL] [--ddf {Satterthwaite,Kenward-Roger,lme4}]
     mixeff fit --example plant_growth "height ~ week * C(temp) + (1 | plant_id)"
+    mixeff plot DATA.csv "FORMULA" --out DIR [--x COL] [--group COL] [--color-by COL]
+                                             [--ml] [--factor COL ...] [--weights COL]
+                                             [--offset COL] [--dpi N]
     python -m mixeff ...
 
 ``fit`` reads the CSV file with pandas (or loads a data set shipped with mixeff), fits the
 model with :func:`mixeff.lmer` and prints the summary as lme4's ``summary()`` does, or with
 ``--json`` one JSON object with the main numbers (:meth:`mixeff.LmerFit.to_dict`).
+
+``plot`` fits the model the same way and writes its figures as PNG files into ``DIR``
+(:func:`mixeff.plots.save_all`; needs matplotlib), printing the path of each file.
 
 Errors in the input (a missing file, an unknown column, a formula that does not parse)
 print ``mixeff: error: <message>`` on standard error and exit with status 2.
@@ -45,7 +51,7 @@ DDF = ("Satterthwaite", "Kenward-Roger", "lme4")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: one sub-command per action (``fit``; more can be added)."""
+    """The argument parser: one sub-command per action (``fit``, ``plot``)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -86,6 +92,49 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--weights", metavar="COL", help="column of prior weights")
     fit.add_argument("--offset", metavar="COL", help="column of a known offset")
     fit.set_defaults(handler=_cmd_fit, subparser=fit)
+
+    plot = sub.add_parser(
+        "plot",
+        help="fit a linear mixed model and write its diagnostic figures as PNG files",
+        description=(
+            "Fit a linear mixed model (as with 'mixeff fit') and write its figures into "
+            "DIR: residuals vs fitted, normal Q-Q, scale-location, caterpillar plot of "
+            "the random effects, fitted lines per group, the 2 x 2 diagnostics and the "
+            "residuals against each fixed-effect variable. Needs matplotlib "
+            "(pip install 'mixeff[plot]')."
+        ),
+        epilog=(
+            'example: mixeff plot --example plant_growth '
+            '"height ~ week * C(temp) + (1 | plant_id)" --out figures'
+        ),
+    )
+    plot.add_argument("data", nargs="?", metavar="DATA.csv",
+                      help="CSV file with a header line (omit with --example)")
+    plot.add_argument("formula", metavar="FORMULA",
+                      help='lme4 model formula, e.g. "Reaction ~ Days + (Days | Subject)"')
+    plot.add_argument("--out", required=True, metavar="DIR",
+                      help="folder for the PNG files (created if missing)")
+    plot.add_argument("--example", choices=EXAMPLES, metavar="NAME",
+                      help=f"use a data set shipped with mixeff ({', '.join(EXAMPLES)})")
+    plot.add_argument("--ml", action="store_true",
+                      help="fit by maximum likelihood instead of REML")
+    plot.add_argument("--factor", action="extend", nargs="+", default=[], metavar="COL",
+                      help="treat these columns as categorical (repeat the option or "
+                           "separate names with commas; put it after DATA and FORMULA)")
+    plot.add_argument("--weights", metavar="COL", help="column of prior weights")
+    plot.add_argument("--offset", metavar="COL", help="column of a known offset")
+    plot.add_argument("--x", metavar="COL",
+                      help="horizontal axis of the fitted-lines figure (default: the first "
+                           "numeric fixed-effect variable)")
+    plot.add_argument("--group", metavar="COL",
+                      help="one fitted line per level of this column (default: the first "
+                           "grouping factor)")
+    plot.add_argument("--color-by", metavar="COL",
+                      help="colour the fitted-lines figure by this column (default: a "
+                           "categorical fixed effect constant within each group, if any)")
+    plot.add_argument("--dpi", type=int, default=150, metavar="N",
+                      help="resolution of the PNG files (default 150)")
+    plot.set_defaults(handler=_cmd_plot, subparser=plot)
     return parser
 
 
@@ -158,6 +207,37 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     print(summary)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import mixeff
+
+    if args.dpi <= 0:
+        parser.error("--dpi must be a positive number")
+    data, data_name, formula = _read_data(args, parser)
+    data = _apply_factors(data, args.factor)
+    for option, col in (("--x", args.x), ("--color-by", args.color_by)):
+        if col is not None and col not in data.columns:
+            raise CliError(f"{option} column '{col}' is not a column of the data")
+    try:
+        from . import plots
+    except ImportError:
+        raise CliError("mixeff plot needs matplotlib; install it with: "
+                       "pip install 'mixeff[plot]'") from None
+    fit = mixeff.lmer(formula, data, reml=not args.ml, weights=args.weights,
+                      offset=args.offset)
+    fit.data_name = data_name
+    color_by = "auto" if args.color_by is None else args.color_by
+    try:
+        paths = plots.save_all(fit, args.out, data=data, x=args.x, group=args.group,
+                               color_by=color_by, dpi=args.dpi)
+    except OSError as exc:
+        raise CliError(f"cannot write the figures into '{args.out}': {exc}") from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for path in paths:
+        print(path)
     return 0
 
 

@@ -103,14 +103,14 @@ def _root_figure(ax: Axes) -> Figure:
     return fig
 
 
-def _one_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes, bool]:
-    """The axes to draw into, its figure, and whether the figure is new."""
+def _one_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """The figure and the axes to draw into (a new figure when ``ax`` is None)."""
     if ax is None:
         fig = _new_figure(figsize)
-        return fig, fig.add_subplot(), True
+        return fig, fig.add_subplot()
     if not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes, not {type(ax).__name__}")
-    return _root_figure(ax), ax, False
+    return _root_figure(ax), ax
 
 
 def _axes_list(ax: Axes | Sequence[Axes] | np.ndarray, n: int, what: str) -> list[Axes]:
@@ -377,7 +377,7 @@ def residuals_vs_fitted(fit: LmerFit, *, smooth: bool = True, n_label: int = 3,
     -------
     matplotlib.figure.Figure
     """
-    fig, ax, _ = _one_axes(ax, (6.0, 4.5))
+    fig, ax = _one_axes(ax, (6.0, 4.5))
     f = fit.fitted().to_numpy(dtype=float)
     r = fit.residuals(type="pearson").to_numpy(dtype=float)
     _scatter(ax, f, r)
@@ -420,7 +420,7 @@ def qq_residuals(fit: LmerFit, *, n_label: int = 3, ax: Axes | None = None) -> F
     """
     from scipy.stats import norm
 
-    fig, ax, _ = _one_axes(ax, (5.5, 5.0))
+    fig, ax = _one_axes(ax, (5.5, 5.0))
     r = fit.residuals(type="pearson", scaled=True).to_numpy(dtype=float)
     labels = np.asarray(list(_rows(fit)), dtype=object)
     ok = np.isfinite(r)
@@ -465,7 +465,7 @@ def scale_location(fit: LmerFit, *, smooth: bool = True, n_label: int = 3,
     -------
     matplotlib.figure.Figure
     """
-    fig, ax, _ = _one_axes(ax, (6.0, 4.5))
+    fig, ax = _one_axes(ax, (6.0, 4.5))
     f = fit.fitted().to_numpy(dtype=float)
     s = np.sqrt(np.abs(fit.residuals(type="pearson", scaled=True).to_numpy(dtype=float)))
     _scatter(ax, f, s)
@@ -523,10 +523,10 @@ def residuals_vs(fit: LmerFit, variable: str, data: pd.DataFrame | None = None, 
     if categorical:
         codes, labels = _levels(values)
         width = min(11.0, max(5.0, 1.2 + 0.3 * len(labels)))
-        fig, ax, _ = _one_axes(ax, (width, 4.5))
+        fig, ax = _one_axes(ax, (width, 4.5))
         _category_panel(ax, codes, labels, r)
     else:
-        fig, ax, _ = _one_axes(ax, (6.0, 4.5))
+        fig, ax = _one_axes(ax, (6.0, 4.5))
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
         _scatter(ax, x, r)
         if smooth:

@@ -256,7 +256,7 @@ class RefFit:
 
 
 REFS = sorted(p.stem for p in REF_DIR.glob("*.json")
-              if p.stem not in ("comparisons", "lm_plant"))
+              if "summary_text" in json.loads(p.read_text()))
 
 
 def _load(name: str) -> dict:

@@ -256,7 +256,7 @@ class RefFit:
 
 
 REFS = sorted(p.stem for p in REF_DIR.glob("*.json")
-              if "summary_text" in json.loads(p.read_text()))
+              if "summary_text" in (r := json.loads(p.read_text())) and "reml" in r)
 
 
 def _load(name: str) -> dict:

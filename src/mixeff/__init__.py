@@ -21,6 +21,7 @@ _LAZY = {
     "anova": "._compare",
     "LmerFit": "._fit",
     "datasets": ".datasets",
+    "plots": ".plots",
 }
 
 __all__ = [
@@ -34,10 +35,11 @@ __all__ = [
     "datasets",
     "lm",
     "lmer",
+    "plots",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import datasets
+    from . import datasets, plots
     from ._api import lmer
     from ._compare import anova
     from ._fit import LmerFit

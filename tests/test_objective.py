@@ -165,3 +165,15 @@ def test_progress_reports_only_long_fits(capsys):
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith("mixeff:") and "evaluations, objective" in lines[0]
     assert lines[-1].startswith("mixeff: done")
+
+
+def test_gradient_optimizer_leaves_a_zero_theta_that_is_not_a_minimum():
+    """The deviance is even in a diagonal theta entry, so its gradient is 0 at 0 even
+    when 0 is a maximum along that axis; the optimiser must not stop there."""
+    import mixeff
+
+    d = load_csv("Penicillin.csv")
+    fit = mixeff.lmer("diameter ~ 1 + (1 | plate)", d, optimizer="L-BFGS-B")
+    # lme4 1.1-31: theta = 0.1535, REML logLik -306.628
+    assert fit.theta[0] == pytest.approx(0.1535, abs=1e-3)
+    assert fit.loglik == pytest.approx(-306.628, abs=1e-3)

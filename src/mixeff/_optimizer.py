@@ -100,6 +100,35 @@ class _Progress:
                   f" {rec.elapsed:.1f} s", file=self.stream, flush=True)
 
 
+def _run(method, fun, objective, theta0, bounds, maxiter):
+    if method == "L-BFGS-B":
+        return so.minimize(
+            fun, theta0, jac=objective.gradient, method="L-BFGS-B", bounds=bounds,
+            options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-8, "maxcor": 20},
+        )
+    if method == "COBYQA":
+        return so.minimize(
+            fun, theta0, method="COBYQA", bounds=bounds,
+            options={"maxfev": maxiter, "initial_tr_radius": 1.0, "final_tr_radius": 1e-6},
+        )
+    raise ValueError(f"unknown optimizer {method!r}; use 'L-BFGS-B' or 'COBYQA'")
+
+
+def _probe_boundary(objective, theta: np.ndarray, lower: np.ndarray,
+                    fmin: float) -> np.ndarray | None:
+    """A point better than ``theta`` next to its entries sitting on a lower bound, or None."""
+    at = np.flatnonzero(np.isfinite(lower) & (theta - lower < 1e-6))
+    best, fbest = None, fmin - 1e-10 * max(1.0, abs(fmin))
+    for i in at:
+        for step in (1e-3, 0.1, 1.0):
+            x = theta.copy()
+            x[i] = lower[i] + step
+            f = objective(x)
+            if f < fbest:
+                best, fbest = x, f
+    return best
+
+
 def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
                    method: str = "L-BFGS-B", maxiter: int = 10000,
                    verbose: bool = False) -> OptSummary:
@@ -130,18 +159,16 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
     t0 = time.perf_counter()
     progress = _Progress(objective) if verbose else None
     fun = progress if progress is not None else objective
+    res = _run(method, fun, objective, theta0, bounds, maxiter)
     if method == "L-BFGS-B":
-        res = so.minimize(
-            fun, theta0, jac=objective.gradient, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-8, "maxcor": 20},
-        )
-    elif method == "COBYQA":
-        res = so.minimize(
-            fun, theta0, method="COBYQA", bounds=bounds,
-            options={"maxfev": maxiter, "initial_tr_radius": 1.0, "final_tr_radius": 1e-6},
-        )
-    else:
-        raise ValueError(f"unknown optimizer {method!r}; use 'L-BFGS-B' or 'COBYQA'")
+        # At a diagonal theta entry of 0 the gradient vanishes by symmetry (the deviance
+        # is even in it), so a gradient method can stop there even when the deviance
+        # decreases away from 0. Probe such entries and restart from a better point.
+        for _ in range(3):
+            better = _probe_boundary(objective, np.asarray(res.x, float), lower, res.fun)
+            if better is None:
+                break
+            res = _run(method, fun, objective, better, bounds, maxiter)
     rec.elapsed = time.perf_counter() - t0
     rec.theta = np.asarray(res.x, dtype=float)
     # Values within rounding of a bound sit on it (as lme4's bounded optimisers return).

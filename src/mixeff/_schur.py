@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from numba import njit
-from scipy.linalg import lapack, solve_triangular
+from scipy.linalg import lapack
 
 __all__ = ["DenseSchurCholesky", "schur_density"]
 
@@ -107,6 +107,30 @@ def _block_solve(Ld, b, transpose):
                     for l in range(c + 1, k1):
                         s -= Ld[a, l, c] * b[o + l, j]
                     b[o + c, j] = s / Ld[a, c, c]
+
+
+@njit(cache=True)
+def _dense_lower_solve(Lc, b, transpose):
+    """Solve ``Lc x = b`` or ``Lc' x = b`` in place (``Lc`` dense lower, ``b`` n x ncol).
+
+    A plain loop instead of BLAS ``trsm``: the right-hand sides are few (``p + 1``), and a
+    threaded BLAS stalls badly on small solves when the machine is busy.
+    """
+    n = Lc.shape[0]
+    ncol = b.shape[1]
+    for j in range(ncol):
+        if not transpose:
+            for i in range(n):
+                s = b[i, j]
+                for l in range(i):
+                    s -= Lc[i, l] * b[l, j]
+                b[i, j] = s / Lc[i, i]
+        else:
+            for i in range(n - 1, -1, -1):
+                s = b[i, j]
+                for l in range(i + 1, n):
+                    s -= Lc[l, i] * b[l, j]
+                b[i, j] = s / Lc[i, i]
 
 
 def schur_density(indptr: np.ndarray, indices: np.ndarray, q1: int, k1: int,
@@ -206,17 +230,19 @@ class DenseSchurCholesky:
         x1 = x[: self.q1]
         _block_solve(self._Ld, x1, False)
         if self.q2:
-            x2 = x[self.q1 :] - self._b_csr @ x1
-            x[self.q1 :] = solve_triangular(self._S, x2, lower=True, check_finite=False)
+            x2 = np.ascontiguousarray(x[self.q1 :] - self._b_csr @ x1)
+            _dense_lower_solve(self._S, x2, False)
+            x[self.q1 :] = x2
         return x[:, 0] if vec else x
 
     def solve_Lt(self, b: np.ndarray) -> np.ndarray:
         """``x = L^{-T} b``."""
         x, vec = self._as2d(b)
         if self.q2:
-            x[self.q1 :] = solve_triangular(self._S, x[self.q1 :], lower=True, trans="T",
-                                            check_finite=False)
-            x[: self.q1] -= self._b_csr.T @ x[self.q1 :]
+            x2 = np.ascontiguousarray(x[self.q1 :])
+            _dense_lower_solve(self._S, x2, True)
+            x[self.q1 :] = x2
+            x[: self.q1] -= self._b_csr.T @ x2
         x1 = np.ascontiguousarray(x[: self.q1])
         _block_solve(self._Ld, x1, True)
         x[: self.q1] = x1

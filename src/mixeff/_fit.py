@@ -360,11 +360,15 @@ class LmerFit:
 
         return anova_table(self, type=type, ddf=ddf)
 
-    def ranova(self) -> pd.DataFrame:
-        """Likelihood-ratio tests of the random-effect terms (lmerTest's ``ranova``)."""
+    def ranova(self, reduce_terms: bool = True) -> pd.DataFrame:
+        """Likelihood-ratio tests of the random-effect terms (lmerTest's ``ranova``).
+
+        With ``reduce_terms=True`` a term ``(1 + x | g)`` is reduced to ``(1 | g)`` and a
+        scalar term removed; with False every term is removed whole.
+        """
         from ._compare import ranova
 
-        return ranova(self)
+        return ranova(self, reduce_terms=reduce_terms)
 
     def refit(self, reml: bool | None = None) -> LmerFit:
         """Fit the same model again, by REML (``reml=True``) or ML (``reml=False``)."""

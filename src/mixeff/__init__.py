@@ -22,6 +22,8 @@ _LAZY = {
     "LmerFit": "._fit",
     "datasets": ".datasets",
     "plots": ".plots",
+    "fit_arrays": "._embed",
+    "RandomTermSpec": "._embed",
 }
 
 __all__ = [
@@ -31,8 +33,10 @@ __all__ = [
     "LmFit",
     "LmerFit",
     "MixeffError",
+    "RandomTermSpec",
     "anova",
     "datasets",
+    "fit_arrays",
     "lm",
     "lmer",
     "plots",
@@ -42,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import datasets, plots
     from ._api import lmer
     from ._compare import anova
+    from ._embed import RandomTermSpec, fit_arrays
     from ._fit import LmerFit
     from ._lm import LmFit, lm
 

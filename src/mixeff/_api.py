@@ -90,6 +90,7 @@ def lmer(
     t_design = time.perf_counter() - t0
     fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose)
     fit.timings = {"design": t_design, **fit.timings}
+    fit.data = data
     return fit
 
 

@@ -64,6 +64,7 @@ class LmerFit:
         self.sigma = float(np.sqrt(self._sol.r2 / ((n - p) if self.reml else n)))
         self.messages: list[str] = list(design.messages) + list(optsum.messages)
         self.timings: dict[str, float] = {}
+        self.data = None   # the DataFrame given to lmer (kept by reference), if any
 
     # -- basic quantities -----------------------------------------------------------
     @property
@@ -370,11 +371,75 @@ class LmerFit:
 
         return ranova(self, reduce_terms=reduce_terms)
 
-    def refit(self, reml: bool | None = None) -> LmerFit:
-        """Fit the same model again, by REML (``reml=True``) or ML (``reml=False``)."""
-        from ._api import fit_design
+    def refit(self, new_response=None, *, reml: bool | None = None) -> LmerFit:
+        """Fit again with a new response and/or by the other criterion (lme4's ``refit``).
 
-        return fit_design(self.design, reml=self.reml if reml is None else reml)
+        Only ``Z'Wy``, ``X'Wy`` and ``y'Wy`` are recomputed for a new response; the design
+        and the other blocks are reused and the optimiser starts from this fit's theta.
+        """
+        from ._predict import refit
+
+        return refit(self, new_response, reml=reml)
+
+    def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False
+                ) -> pd.Series:
+        """Predictions as lme4's ``predict``: fitted values, new data, chosen random terms.
+
+        ``re_form=None`` uses all random effects, ``"~0"`` none (population level), a
+        formula such as ``"~(1 | Subject)"`` only those terms. Unseen grouping levels in
+        ``newdata`` are an error unless ``allow_new_levels=True`` (their effect is 0).
+        """
+        from ._predict import predict
+
+        return predict(self, newdata, re_form, allow_new_levels)
+
+    def simulate(self, nsim: int = 1, seed=None, use_u: bool = False) -> pd.DataFrame:
+        """Responses simulated from the fitted model (lme4's ``simulate``)."""
+        from ._predict import simulate
+
+        return simulate(self, nsim, seed, use_u)
+
+    def update(self, formula: str | None = None, data=None, **kwargs) -> LmerFit:
+        """Refit with an updated formula, R-style (``". ~ . - x"``, ``"~ . + (1|g)"``)."""
+        from ._predict import update
+
+        return update(self, formula, data, **kwargs)
+
+    def tidy(self, effects=("fixed", "ran_pars"), conf_int: bool = False,
+             conf_level: float = 0.95, **kwargs) -> pd.DataFrame:
+        """Estimates in broom.mixed's ``tidy`` layout (one row per parameter)."""
+        from ._tidy import tidy
+
+        return tidy(self, effects, conf_int, conf_level, **kwargs)
+
+    def glance(self) -> pd.DataFrame:
+        """One-row model summary in broom.mixed's ``glance`` layout."""
+        from ._tidy import glance
+
+        return glance(self)
+
+    def augment(self, data=None, *, influence: bool = True) -> pd.DataFrame:
+        """The data with fitted values, residuals and influence (broom.mixed's ``augment``)."""
+        from ._tidy import augment
+
+        return augment(self, data, influence=influence)
+
+    def hatvalues(self) -> pd.Series:
+        """Diagonal of the hat matrix, as lme4's ``hatvalues``."""
+        from ._tidy import hat_values
+
+        return hat_values(self)
+
+    def cooks_distance(self) -> pd.Series:
+        """Cook's distances, as lme4's ``cooks.distance``."""
+        from ._tidy import cooks_distance
+
+        return cooks_distance(self)
+
+    def _repr_html_(self) -> str:
+        from ._tidy import fit_html
+
+        return fit_html(self)
 
     def confint(self, parm=None, level: float = 0.95, method: str = "profile", **kwargs
                 ) -> pd.DataFrame:

@@ -181,6 +181,7 @@ def test_predict_errors():
     with pytest.raises(FormulaError, match="'Days'.*not in the model"):
         predict(fit_i, data.iloc[:3], re_form="~(0 + Days | Subject)")
     unc, _, _ = model("sleepstudy_uncorr")  # terms (1 | Subject) and (0 + Days | Subject)
+    unc.data = None   # as a fit from arrays, which keeps no data
     with pytest.raises(MixeffError, match="pass the data as newdata"):
         predict(unc, re_form="~(Days | Subject)")
     unc.data = data  # a fit that keeps its data evaluates such a term on the fitted rows
@@ -455,13 +456,14 @@ def test_update_formula_text():
 
 def test_update_arguments():
     fit, data, _ = model("sleepstudy_reml")
-    with pytest.raises(DataError, match="data="):
-        update(fit, ". ~ . - Days")
-    fit.data = data  # a fit that keeps its data needs none
+    kept, fit.data = fit.data, None   # as a fit from arrays, which keeps no data
     try:
-        assert update(fit, ". ~ . - Days").formula == "Reaction ~ (Days | Subject)"
+        with pytest.raises(DataError, match="data="):
+            update(fit, ". ~ . - Days")
     finally:
-        del fit.data
+        fit.data = kept
+    assert fit.data is not None   # lmer keeps its data, so none is needed
+    assert update(fit, ". ~ . - Days").formula == "Reaction ~ (Days | Subject)"
     wfit, wdata, _ = model("sleepstudy_weights")
     with pytest.raises(DataError, match="weights"):
         update(wfit, ". ~ .", data=wdata)

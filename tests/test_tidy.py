@@ -170,13 +170,15 @@ def test_augment_matches_broom_mixed(name):
 
 def test_augment_without_data_and_with_dropped_rows():
     fit, data, _ = model("pastes_reml")
+    fit.data = None   # a fit that keeps no data (as from arrays): the model frame is used
+    fit2, data2, _ = model("sleepstudy_reml")
+    fit2.data = None
     a = augment(fit, influence=False)
     assert list(a.columns) == ["strength", "batch", "cask:batch", ".fitted", ".resid",
                                ".fixed", ".mu", ".offset", ".sqrtXwt", ".sqrtrwt",
                                ".weights", ".wtres"]
     np.testing.assert_array_equal(a["batch"], data["batch"])
     np.testing.assert_array_equal(a["cask:batch"], data["cask"] + ":" + data["batch"])
-    fit2, data2, _ = model("sleepstudy_reml")
     a2 = augment(fit2, influence=False)
     assert list(a2.columns[:3]) == ["Reaction", "Days", "Subject"]
     d = data2.copy()

@@ -194,7 +194,7 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     data, data_name, formula = _read_data(args, parser)
     data = _apply_factors(data, args.factor)
     fit = mixeff.lmer(formula, data, reml=not args.ml, weights=args.weights,
-                      offset=args.offset)
+                      offset=args.offset, verbose=True)
     fit.data_name = data_name
     if args.json:
         print(json.dumps(_json_safe(fit.to_dict()), indent=2, allow_nan=False))
@@ -226,7 +226,7 @@ def _cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise CliError("mixeff plot needs matplotlib; install it with: "
                        "pip install 'mixeff[plot]'") from None
     fit = mixeff.lmer(formula, data, reml=not args.ml, weights=args.weights,
-                      offset=args.offset)
+                      offset=args.offset, verbose=True)
     fit.data_name = data_name
     color_by = "auto" if args.color_by is None else args.color_by
     try:

@@ -75,15 +75,25 @@ def _eliminate_first_term(indptr, indices, data, q1, k1, Ld, E, S):
                 y[c] = s / Ld[a, c, c]
             for c in range(k1):
                 E[indptr[c0 + c] + (k1 - c) + t] = y[c]
-        # S -= E_a E_a' over the rows of this block (rows ascending: r1 >= r2)
-        for t1 in range(nb):
-            r1 = indices[indptr[c0] + k1 + t1] - q1
-            for t2 in range(t1 + 1):
-                r2 = indices[indptr[c0] + k1 + t2] - q1
-                s = 0.0
-                for c in range(k1):
-                    s += E[indptr[c0 + c] + (k1 - c) + t1] * E[indptr[c0 + c] + (k1 - c) + t2]
-                S[r1, r2] -= s
+        # S -= E_a E_a' over the rows of this block (rows ascending: r1 >= r2); the
+        # inner loop runs down a column of the Fortran-ordered S
+        b0 = indptr[c0] + k1
+        if k1 == 1:
+            for t2 in range(nb):
+                r2 = indices[b0 + t2] - q1
+                e2 = E[b0 + t2]
+                for t1 in range(t2, nb):
+                    S[indices[b0 + t1] - q1, r2] -= E[b0 + t1] * e2
+        else:
+            for t2 in range(nb):
+                r2 = indices[b0 + t2] - q1
+                for t1 in range(t2, nb):
+                    r1 = indices[b0 + t1] - q1
+                    s = 0.0
+                    for c in range(k1):
+                        o = indptr[c0 + c] + (k1 - c)
+                        s += E[o + t1] * E[o + t2]
+                    S[r1, r2] -= s
     return True
 
 

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from refdata import load_csv, load_reference
+from refdata import load_csv, load_reference, richardson
 
 import mixeff
 
@@ -139,15 +139,6 @@ def test_fitted_values_and_conditional_modes(name):
         np.testing.assert_allclose(ocv[order], cv, rtol=2e-3, atol=1e-6 * scale**2)
 
 
-def _richardson(f, x, h=1e-4):
-    out = []
-    for e in np.eye(x.size):
-        d1 = (f(x + h * e) - f(x - h * e)) / (2 * h)
-        d2 = (f(x + h / 2 * e) - f(x - h / 2 * e)) / h
-        out.append((4 * d2 - d1) / 3)
-    return np.array(out)
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_analytic_gradient_on_reference_model(name):
     """The analytic gradient equals Richardson differences at and away from the optimum."""
@@ -158,7 +149,7 @@ def test_analytic_gradient_on_reference_model(name):
     base = np.where(np.isfinite(lower), np.maximum(fit.theta, 0.05), fit.theta)
     for theta in (base, base * 1.3 + 0.05):
         g = obj.gradient(theta)
-        fd = _richardson(obj, theta)
+        fd = richardson(obj, theta, h=1e-4)
         # Rounding: both sides are sums of terms that cancel at the optimum; allow an
         # error of 1e-9 of the objective's magnitude per unit of theta.
         noise = 1e-9 * abs(obj(theta))

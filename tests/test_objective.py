@@ -5,21 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from refdata import load_csv
+from refdata import load_csv, richardson
 
 from mixeff._blocks import build_blocks
 from mixeff._lambda import ReStructure, lme4_term_order
 from mixeff._objective import LmmObjective
-
-
-def _richardson(f, x, h=1e-3):
-    """Central differences with one Richardson step (error O(h^4))."""
-    out = []
-    for e in np.eye(x.size):
-        d1 = (f(x + h * e) - f(x - h * e)) / (2 * h)
-        d2 = (f(x + h / 2 * e) - f(x - h / 2 * e)) / h
-        out.append((4 * d2 - d1) / 3)
-    return np.array(out)
 
 
 def _sleep_model(uncorrelated=False, weights=False):
@@ -64,7 +54,7 @@ def test_gradient_matches_finite_differences(case, reml):
         theta = re.start_theta() * rng.uniform(0.2, 1.5, re.ntheta) + \
             (~re.is_diagonal_theta) * rng.normal(0, 0.2, re.ntheta)
         g = obj.gradient(theta)
-        fd = _richardson(obj, theta)
+        fd = richardson(obj, theta)
         np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
 
 

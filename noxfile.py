@@ -26,6 +26,8 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: pytest-benchmark suites, then the side-by-side runner against lme4."""
     session.install("-e", ".[test]")
+    # the Python peers compared side by side, and what the runner writes with
+    session.install("statsmodels", "mixedlm", "lme-python", "pyarrow")
     session.run("pytest", "benchmarks", "--benchmark-only", *session.posargs)
     session.run("python", "benchmarks/run_side_by_side.py")
 

@@ -44,6 +44,8 @@ __all__ = ["Design", "ReTermDesign", "build_design"]
 _CHECK_LEVELS = ("stop", "warning", "ignore")
 _RANK_TOL = 1e-7
 _SCREEN = 1e-8  # squared relative residual above which X'X alone proves independence
+_MAX_SCALE = 1e150  # magnitudes whose cross-products stay finite and normal
+_MIN_SCALE = 1e-150
 _BACKTICK_RE = re.compile(r"^`([^`]+)`$")
 _NAME_RE = re.compile(r"(?:[^\W\d]|\.)[\w.]*")
 
@@ -294,7 +296,9 @@ class _Namespace(Mapping):
 
 
 def _is_numeric(dtype: Any) -> bool:
-    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    """Real numbers: numeric, not boolean, not complex."""
+    return (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            and not pd.api.types.is_complex_dtype(dtype))
 
 
 def _float_values(s: pd.Series) -> np.ndarray:
@@ -360,6 +364,25 @@ def _interaction(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return codes, labels
 
 
+def _pow2_scaled(X: np.ndarray) -> np.ndarray:
+    """``X`` with its columns scaled by powers of two when some are huge or tiny.
+
+    Scaling a column by ``2**k`` changes no digit, and the rank rule is relative to each
+    column's norm, so the answer is that of ``X``; without it a column like ``x * 1e-200``
+    has squares that underflow to zero and would be taken for a zero column. ``X`` itself
+    is returned when all columns are within ``1e-100 .. 1e100``.
+    """
+    if X.shape[0] == 0:
+        return X
+    amax = np.maximum(X.max(axis=0), -X.min(axis=0))
+    odd = (amax > 1e100) | ((amax < 1e-100) & (amax > 0))
+    if not odd.any():
+        return X
+    _, e = np.frexp(np.where(odd, amax, 1.0))
+    e[~odd] = 0
+    return np.ldexp(X, -e[None, :])
+
+
 def _independent_columns(X: np.ndarray, tol: float = _RANK_TOL) -> np.ndarray:
     """Columns of ``X`` not linearly dependent on earlier kept ones (R's ``qr(X)``).
 
@@ -380,6 +403,7 @@ def _independent_columns(X: np.ndarray, tol: float = _RANK_TOL) -> np.ndarray:
     keep = np.zeros(p, dtype=bool)
     if p == 0:
         return keep
+    X = _pow2_scaled(X)
     with np.errstate(all="ignore"):
         Xf = np.asfortranarray(X, dtype=np.float64)
         G = scipy.linalg.blas.dsyrk(1.0, Xf, trans=1)  # upper triangle of X'X
@@ -491,7 +515,11 @@ def _eval_python(expr: str, ns: _Namespace, n: int, what: str, text: str,
             raise DataError(f"{what} {expr!r} is not numeric (dtype {value.dtype})")
         arr = value.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError):  # e.g. a tuple of a column and a number
+            raise DataError(f"{what} {expr!r} is not numeric (a "
+                            f"{type(value).__name__})") from None
         if arr.dtype.kind not in "iuf":
             raise DataError(f"{what} {expr!r} is not numeric (dtype {arr.dtype})")
         arr = arr.astype(np.float64)
@@ -518,7 +546,17 @@ def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int
     # column by column: much faster than DataFrame.to_numpy on many mixed-dtype columns
     values = np.empty(mm.shape, dtype=np.float64, order="F")
     for j in range(mm.shape[1]):
-        values[:, j] = mm.iloc[:, j].to_numpy(dtype=np.float64)
+        col = mm.iloc[:, j]
+        bad = pd.api.types.is_complex_dtype(col.dtype)
+        if not bad:
+            try:
+                values[:, j] = col.to_numpy(dtype=np.float64)
+            except (TypeError, ValueError):
+                bad = True
+        if bad:
+            kind = type(col.iloc[0]).__name__ if len(col) else col.dtype
+            raise DataError(f"column {str(mm.columns[j])!r} of the {what} {spec!r} is not "
+                            f"real numbers (dtype {col.dtype}, values of type {kind})")
     return mm, values
 
 
@@ -655,6 +693,7 @@ def build_design(
         cols.python(pf.response, 0, tilde, "the response")
     response_name = response_col if response_col is not None else pf.response
     cols.formulaic(pf.fixed, tilde, None, "the fixed-effects part")
+    _response_not_on_rhs(pf, response_name, tilde, cols.names)
     term_pos: list[int] = []
     for term in pf.random:
         cols.formulaic(term.expr, term.start, None, "a random-effects term")
@@ -681,6 +720,8 @@ def build_design(
     na |= zero_w
     for c in cols.numeric:
         s = data[c]
+        if pd.api.types.is_complex_dtype(s.dtype):
+            raise DataError(f"column {c!r} has complex values; mixeff needs real numbers")
         if s.dtype.kind == "f" or (_is_numeric(s.dtype) and not isinstance(s.dtype, np.dtype)):
             v = _float_values(s)
             inf = np.isinf(v) & ~na
@@ -774,12 +815,107 @@ def build_design(
                                   levels=pd.Index(labels, dtype=object),
                                   matrix=Z, colnames=list(names), expr=term.expr))
     _run_checks(terms, n, check_nlev, check_nobs_vs_nre, messages)
+    if terms:
+        _check_mixed(np.asarray(ev.y, dtype=np.float64), off, X, xnames, terms, w,
+                     response_name)
 
     return Design(formula=pf, response_name=response_name,
                   y=np.ascontiguousarray(ev.y, dtype=np.float64), X=X, xnames=xnames,
                   dropped_xnames=dropped, terms=terms, weights=w, offset=off,
                   n_dropped=n_dropped, row_index=data.index[rows], messages=messages,
                   fixed_spec=ev.spec)
+
+
+def _response_not_on_rhs(pf: ParsedFormula, response: str, tilde: int,
+                         columns: set[str]) -> None:
+    """Refuse the response as a term of its own on the right-hand side or a grouping factor.
+
+    R drops such a fixed term with a warning; a fit with it, or with the response grouping
+    the rows, would explain the response exactly.
+    """
+    from formulaic import Formula
+
+    try:
+        lhs = [t for t in Formula(pf.response) if t.degree > 0]
+    except Exception:  # a response formulaic cannot read is never a formulaic term
+        lhs = []
+    exprs = {response}
+    if len(lhs) == 1 and len(lhs[0].factors) == 1:
+        exprs.add(lhs[0].factors[0].expr)
+    parts = [(pf.fixed, "the fixed-effects part", tilde + 1)]
+    parts += [(t.expr, f"the random-effects term ({t.expr} | {t.label})", t.start)
+              for t in pf.random]
+    text = pf.text
+    try:
+        variables = set(_python_names(pf.response)[0]) & columns
+    except SyntaxError:
+        variables = set()
+    variables = variables or {response}
+    for t in pf.random:
+        if variables <= set(t.factors):
+            nm = next(f for f in t.factors if f in variables)
+            what = ("is also the grouping factor" if response in t.factors else
+                    "is a function of the grouping factor")
+            raise FormulaError(f"the response {response!r} {what} of the random-effects "
+                               f"term ({t.expr} | {t.label}), so it is constant within its "
+                               "levels", text, _find_name(text, nm, text.find("|", t.start)))
+    for spec, where, start in parts:
+        for term in Formula(spec):
+            if len(term.factors) == 1 and term.factors[0].expr in exprs:
+                pos = _find_name(text, response, start)
+                if pos is None:
+                    try:
+                        names = _python_names(pf.response)[0]
+                    except SyntaxError:
+                        names = []
+                    found = [k for k in (_find_name(text, nm, start) for nm in names)
+                             if k is not None]
+                    pos = min(found, default=None)
+                raise FormulaError(f"the response {response!r} is also a term of {where}",
+                                   text, pos)
+
+
+def _check_mixed(y: np.ndarray, off: np.ndarray | None, X: np.ndarray, xnames: list[str],
+                 terms: list[ReTermDesign], w: np.ndarray | None, response_name: str) -> None:
+    """Numbers a mixed model cannot be fitted to (the fit would break deep inside).
+
+    * no residual degrees of freedom: as many independent fixed-effect columns as rows;
+    * values whose cross-products overflow or underflow (beyond ``1e150`` / below
+      ``1e-150`` once multiplied by the square root of the weights);
+    * a constant response (after the offset, up to rounding): there is no variance to
+      decompose.
+    """
+    n, p = X.shape
+    if p >= n:
+        raise DataError(f"the fixed effects have {p} linearly independent columns for {n} "
+                        "observations: no residual degrees of freedom are left (a factor "
+                        "with a level per row in the fixed part?)")
+    r = y if off is None else y - off
+    rname = f"response {response_name!r}" + (" minus the offset" if off is not None else "")
+    cols = [(rname, r)] + [(f"fixed-effects column {nm!r}", X[:, j])
+                           for j, nm in enumerate(xnames)]
+    seen: set[str] = set()
+    for t in terms:
+        if t.expr not in seen:
+            seen.add(t.expr)
+            cols += [(f"column {nm!r} of the random-effects term ({t.expr} | {t.label})",
+                      t.matrix[:, j]) for j, nm in enumerate(t.colnames)]
+    sw = None if w is None else np.sqrt(w)
+    times = "" if w is None else " (times the square root of the weights)"
+    for what, v in cols:
+        a = float(np.max(np.abs(v) if sw is None else np.abs(v) * sw))
+        if a == 0.0:
+            continue
+        if a * np.sqrt(n) > _MAX_SCALE or a < _MIN_SCALE:
+            size = "large" if a > 1.0 else "small"
+            raise DataError(f"{what}{times} has values too {size} to fit (largest |value| "
+                            f"{a:.3g}; cross-products need magnitudes between "
+                            f"{_MIN_SCALE:g} and {_MAX_SCALE:g}): rescale it")
+    size = float(np.max(np.abs(y)) if off is None else max(np.max(np.abs(y)),
+                                                                np.max(np.abs(off))))
+    if np.ptp(r) <= 64 * np.finfo(float).eps * size:  # constant up to rounding
+        raise DataError(f"{rname} is constant (every used row has the value {r[0]:g}): with "
+                        "zero variance there are no variance components to estimate")
 
 
 def _run_checks(terms: list[ReTermDesign], n: int, check_nlev: str, check_nobs_vs_nre: str,

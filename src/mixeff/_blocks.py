@@ -218,3 +218,131 @@ def build_blocks(
         p=p,
         sum_log_w=float(np.sum(np.log(w))) if weights is not None else 0.0,
     )
+
+
+def assemble_blocks(
+    re: ReStructure,
+    diag: list[np.ndarray],
+    pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
+    ZtXY: np.ndarray,
+    XYtXY: np.ndarray,
+    n: int,
+    sum_log_w: float = 0.0,
+) -> Blocks:
+    """:class:`Blocks` from sums accumulated elsewhere (e.g. reduced over data partitions).
+
+    Gives what :func:`build_blocks` gives on the same rows (up to the order of the sums).
+
+    Parameters
+    ----------
+    re
+        Term layout, terms in storage (lme4) order.
+    diag
+        Per term: ``(m, k, k)`` sums ``sum_i w_i z_i z_i'`` over the rows of each level.
+    pairs
+        For each pair of terms ``(s, t)`` with ``s > t``: the observed level pairs as sorted
+        unique keys ``level_s * m_t + level_t`` and their ``(npairs, k_s, k_t)`` sums.
+    ZtXY
+        ``Z'W[X y]``, ``(q, p + 1)`` (response last, offset already subtracted).
+    XYtXY
+        ``[X y]'W[X y]``, ``(p + 1, p + 1)``.
+    n
+        Number of rows.
+    sum_log_w
+        ``sum(log(w))`` of the prior weights (0 without weights).
+    """
+    p = XYtXY.shape[0] - 1
+    nt = len(re.terms)
+    kdim = np.array([t.k for t in re.terms], dtype=np.int64)
+    offsets = np.array([t.offset for t in re.terms], dtype=np.int64)
+    nlev = np.array([t.nlevels for t in re.terms], dtype=np.int64)
+    rt, rl, ct, cl, dg, vlist = [], [], [], [], [], []
+    for t in range(nt):
+        m = int(nlev[t])
+        rt.append(np.full(m, t))
+        ct.append(np.full(m, t))
+        rl.append(np.arange(m))
+        cl.append(np.arange(m))
+        dg.append(np.ones(m, dtype=bool))
+        vlist.append(np.asarray(diag[t], dtype=np.float64).reshape(m, -1))
+    for s in range(nt):
+        for t in range(s):
+            uniq, pv = pairs[(s, t)]
+            uniq = np.asarray(uniq, dtype=np.int64)
+            rt.append(np.full(uniq.size, s))
+            ct.append(np.full(uniq.size, t))
+            rl.append(uniq // nlev[t])
+            cl.append(uniq % nlev[t])
+            dg.append(np.zeros(uniq.size, dtype=bool))
+            vlist.append(np.asarray(pv, dtype=np.float64).reshape(uniq.size, -1))
+    blk_rt = np.concatenate(rt).astype(np.int64)
+    blk_ct = np.concatenate(ct).astype(np.int64)
+    blk_rl = np.concatenate(rl).astype(np.int64)
+    blk_cl = np.concatenate(cl).astype(np.int64)
+    blk_diag = np.concatenate(dg)
+    sizes = kdim[blk_rt] * kdim[blk_ct]
+    blk_vo = np.zeros(blk_rt.size, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=blk_vo[1:])
+    vals = np.concatenate([v.ravel() for v in vlist]) if vlist else np.zeros(0)
+    del vlist, rt, rl, ct, cl, dg
+
+    total = int(sizes.sum())
+    ent_blk = np.repeat(np.arange(blk_rt.size), sizes)
+    local = np.arange(total) - np.repeat(blk_vo, sizes)
+    kc = kdim[blk_ct][ent_blk]
+    i_loc = local // kc
+    j_loc = local % kc
+    del local
+    rows = offsets[blk_rt][ent_blk] + blk_rl[ent_blk] * kdim[blk_rt][ent_blk] + i_loc
+    cols = offsets[blk_ct][ent_blk] + blk_cl[ent_blk] * kc + j_loc
+    del i_loc, j_loc, kc
+    keep = rows >= cols
+    q = re.q
+    ent_id = np.flatnonzero(keep)
+    Mlow = sp.csc_matrix(
+        (ent_id.astype(np.float64) + 1.0, (rows[keep], cols[keep])), shape=(q, q)
+    )
+    del ent_id, keep
+    Mlow.sort_indices()
+    pos = np.full(total, -1, dtype=np.int64)
+    pos[Mlow.data.astype(np.int64) - 1] = np.arange(Mlow.data.size)
+    m_indptr = Mlow.indptr.astype(np.int64)
+    m_indices = Mlow.indices.astype(np.int64)
+    del Mlow
+
+    off = ~blk_diag[ent_blk]
+    A_full = sp.csr_matrix(
+        (
+            np.concatenate([vals, vals[off]]),
+            (np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])),
+        ),
+        shape=(q, q),
+    )
+    ZtXY = np.asarray(ZtXY, dtype=np.float64)
+    XYtXY = np.asarray(XYtXY, dtype=np.float64)
+    return Blocks(
+        re=re,
+        kdim=kdim,
+        offsets=offsets,
+        nlev=nlev,
+        blk_rt=blk_rt,
+        blk_rl=blk_rl,
+        blk_ct=blk_ct,
+        blk_cl=blk_cl,
+        blk_diag=blk_diag,
+        blk_vo=blk_vo,
+        vals=vals,
+        blk_po=blk_vo.copy(),
+        pos=pos,
+        m_indptr=m_indptr,
+        m_indices=m_indices,
+        A_full=A_full,
+        ZtX=np.ascontiguousarray(ZtXY[:, :p]),
+        Zty=np.ascontiguousarray(ZtXY[:, p]),
+        XtX=XYtXY[:p, :p].copy(),
+        Xty=XYtXY[:p, p].copy(),
+        yty=float(XYtXY[p, p]),
+        n=int(n),
+        p=p,
+        sum_log_w=float(sum_log_w),
+    )

@@ -225,6 +225,8 @@ class LmerFit:
 
     # -- fitted values and residuals ------------------------------------------------
     def _linear_predictor(self, include_re: bool = True) -> np.ndarray:
+        if getattr(self, "_dask_info", None) is not None:   # rows stay in the partitions
+            self._dask_info.unavailable("this (it needs the rows in memory)")
         d = self.design
         eta = d.X @ self._sol.beta if self.blocks.p else np.zeros(self.nobs)
         if include_re:
@@ -239,6 +241,8 @@ class LmerFit:
 
     def fitted(self) -> pd.Series:
         """Fitted values ``X beta + Z b (+ offset)`` for the rows used."""
+        if getattr(self, "_dask_info", None) is not None:   # a Dask Series
+            return self._dask_info.fitted(self)
         return pd.Series(self._linear_predictor(), index=self.design.row_index, name="fitted")
 
     def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
@@ -247,6 +251,8 @@ class LmerFit:
         With ``scaled=True`` they are divided by sigma (as the "Scaled residuals" of
         lme4's summary).
         """
+        if getattr(self, "_dask_info", None) is not None:   # a Dask Series
+            return self._dask_info.residuals(self, type, scaled)
         r = self.design.y - self._linear_predictor()
         if type == "pearson":
             if self.design.weights is not None:
@@ -419,19 +425,28 @@ class LmerFit:
         return glance(self)
 
     def augment(self, data=None, *, influence: bool = True) -> pd.DataFrame:
-        """The data with fitted values, residuals and influence (broom.mixed's ``augment``)."""
+        """The data with fitted values, residuals and influence (broom.mixed's ``augment``).
+
+        For a fit from Dask data: a Dask DataFrame, without ``.hat`` and ``.cooksd``.
+        """
+        if getattr(self, "_dask_info", None) is not None:
+            return self._dask_info.augment(self)
         from ._tidy import augment
 
         return augment(self, data, influence=influence)
 
     def hatvalues(self) -> pd.Series:
         """Diagonal of the hat matrix, as lme4's ``hatvalues``."""
+        if getattr(self, "_dask_info", None) is not None:
+            self._dask_info.unavailable("hatvalues()")
         from ._tidy import hat_values
 
         return hat_values(self)
 
     def cooks_distance(self) -> pd.Series:
         """Cook's distances, as lme4's ``cooks.distance``."""
+        if getattr(self, "_dask_info", None) is not None:
+            self._dask_info.unavailable("cooks_distance()")
         from ._tidy import cooks_distance
 
         return cooks_distance(self)

@@ -1,0 +1,848 @@
+"""Fitting from partitioned data through Dask: the rows never meet in one process.
+
+Everything a fit needs from the rows is a sum over rows (``Z'WZ``, ``Z'WX``, ``X'WX``,
+``Z'Wy``, ``X'Wy``, ``y'Wy``, the row count), so :func:`lmer_dask` evaluates the formula
+partition by partition on the workers and reduces the sums by Dask (tree reduction); the
+optimisation then runs on the reduced blocks in the client, exactly as for in-memory data.
+
+Two passes over the partitions:
+
+1. level sets: per partition the used rows (rows with a missing value in a used column,
+   or zero weight, are dropped as :func:`mixeff._design.build_design` drops them), the
+   observed values of every grouping factor (and observed combinations for ``a:b``), the
+   observed values of the columns the fixed part codes by contrasts, a few rows as a
+   prototype; reduced to the global level sets, ordered as the in-memory design orders
+   them. A formulaic model spec is built on a prototype frame holding every level, so
+   every partition produces the same columns whatever levels it sees.
+2. sums: per partition the response, ``X``, the term matrices and global level codes,
+   then the cross-product blocks (the ``Z'Z`` pattern of a partition is the set of level
+   pairs it holds; the reduction takes the union), a QR factor of ``X`` (for lme4's rank
+   rule, decided on the reduced factor as in memory) and counts.
+
+Partitions may see any subset of the levels, arrive in any order, or be empty. Dask is
+imported only here, and only when a Dask fit is asked for.
+
+What the fit object offers: everything computed from the blocks (``summary()``,
+``coef_table()``, ``vcov()``, ``ranef()``, ``varcorr()``, ``anova()``, ``confint()``
+except bootstrap, ``ranova()`` refits the sums); ``fitted()``, ``residuals()`` and
+``augment()`` come back as Dask collections computed partition by partition. Hat values
+and Cook's distances are not available.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._errors import DataError, FormulaError
+
+__all__ = ["is_dask_input", "lmer_dask", "DaskFitInfo"]
+
+_SPLIT_EVERY = 8
+_PROTO_ROWS = 16
+
+
+# --------------------------------------------------------------------------------------
+# what counts as Dask input (no Dask import)
+# --------------------------------------------------------------------------------------
+
+
+def is_dask_input(data: Any) -> bool:
+    """True for a Dask DataFrame or a path/glob of Parquet files (Dask not imported)."""
+    mod = type(data).__module__ or ""
+    if mod.split(".")[0] in ("dask", "dask_expr") and hasattr(data, "npartitions"):
+        return True
+    if isinstance(data, (str, os.PathLike)):
+        s = os.fspath(data)
+        low = s.lower()
+        if low.endswith((".parquet", ".pq", ".parq")) or _glob.has_magic(s):
+            return True
+        if os.path.isdir(s):
+            return bool(_glob.glob(os.path.join(s, "**", "*.parq*"), recursive=True))
+    return False
+
+
+def _as_dask(data: Any):
+    import dask.dataframe as dd
+
+    if isinstance(data, (str, os.PathLike)):
+        return dd.read_parquet(os.fspath(data))
+    return data
+
+
+# --------------------------------------------------------------------------------------
+# the plan: everything a worker needs to turn a partition into numbers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _GroupMap:
+    """Global level codes of one grouping factor (``a`` or ``a:b:...``)."""
+
+    factors: list[str]
+    labels: np.ndarray                          # level labels, in level order
+    steps: list[tuple[int, np.ndarray]] = field(default_factory=list)  # interactions
+
+
+@dataclass
+class _Plan:
+    pf: Any
+    response_col: str | None
+    response_name: str
+    used: list[str]
+    numeric: list[str]
+    floatcheck: list[str]
+    weights_col: str | None
+    offset_col: str | None
+    factor_cols: list[str]
+    group_factors: dict[str, list[str]]
+    cat_cols: list[str]
+    # after pass 1
+    factor_values: dict[str, pd.Index] = field(default_factory=dict)
+    groups: dict[str, _GroupMap] = field(default_factory=dict)
+    categories: dict[str, Any] = field(default_factory=dict)
+    fixed_spec: Any = None
+    xnames_full: list[str] = field(default_factory=list)
+    term_specs: dict[str, Any] = field(default_factory=dict)
+    term_colnames: dict[str, list[str]] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)
+    nlev: list[int] = field(default_factory=list)   # storage order
+
+
+def _make_plan(pf, meta: pd.DataFrame, weights, offset) -> _Plan:
+    """Resolve the names of the formula against the columns (as build_design step 1)."""
+    from ._design import (
+        _BACKTICK_RE,
+        _NAME_RE,
+        _Columns,
+        _formulaic_names,
+        _is_numeric,
+        _response_not_on_rhs,
+    )
+
+    text = pf.text
+    tilde = text.find("~")
+    cols = _Columns(meta, pf)
+    m = _BACKTICK_RE.match(pf.response)
+    response_col = None
+    if m or pf.response in cols.names:
+        response_col = m.group(1) if m else pf.response
+        cols.require(response_col, 0, tilde, "response")
+        dtype = meta[response_col].dtype
+        if not _is_numeric(dtype):
+            raise DataError(f"response {response_col!r} is not numeric (its dtype is "
+                            f"{dtype}); lmer needs a numeric response")
+    elif _NAME_RE.fullmatch(pf.response):
+        cols.require(pf.response, 0, tilde, "response")
+    else:
+        cols.python(pf.response, 0, tilde, "the response")
+    response_name = response_col if response_col is not None else pf.response
+    cols.formulaic(pf.fixed, tilde, None, "the fixed-effects part")
+    _response_not_on_rhs(pf, response_name, tilde, cols.names)
+    for term in pf.random:
+        cols.formulaic(term.expr, term.start, None, "a random-effects term")
+        bar = text.find("|", term.start)
+        for f in term.factors:
+            cols.require(f, bar if bar >= 0 else term.start, None, "grouping factor",
+                         numeric=False)
+    for expr in pf.offset_exprs:
+        cols.python(expr, tilde, None, "offset()")
+    vec = {}
+    for arg, what in ((weights, "weights"), (offset, "offset")):
+        if arg is None:
+            vec[what] = None
+            continue
+        if not isinstance(arg, str):
+            raise DataError(f"with Dask data, {what} must be the name of a column (arrays "
+                            "cannot be matched to the rows of the partitions)")
+        if arg not in cols.names:
+            raise FormulaError(f"{what} column {arg!r} is not a column of the data", None,
+                               None)
+        if not _is_numeric(meta[arg].dtype):
+            raise DataError(f"{what} column {arg!r} is not numeric (dtype "
+                            f"{meta[arg].dtype})")
+        vec[what] = arg
+    # Columns formulaic codes by contrasts: non-numeric ones, and numeric ones inside C().
+    cat_cols = [c for c in cols.numeric if not _is_numeric(meta[c].dtype)]
+    for spec in [pf.fixed] + [t.expr for t in pf.random]:
+        _, calls = _formulaic_names(spec)
+        if "C" in calls:
+            for c in _names_in_calls(spec, "C"):
+                if c in cols.names and c not in cat_cols:
+                    cat_cols.append(c)
+    used = list(cols.used)
+    for c in (vec["weights"], vec["offset"]):
+        if c is not None and c not in used:
+            used.append(c)
+    floatcheck = [c for c in cols.numeric if _is_numeric(meta[c].dtype)]
+    group_factors = {t.label: list(t.factors) for t in pf.random}
+    factor_cols = list(dict.fromkeys(f for t in pf.random for f in t.factors))
+    return _Plan(pf=pf, response_col=response_col, response_name=response_name, used=used,
+                 numeric=list(cols.numeric), floatcheck=floatcheck,
+                 weights_col=vec["weights"], offset_col=vec["offset"],
+                 factor_cols=factor_cols, group_factors=group_factors, cat_cols=cat_cols)
+
+
+def _names_in_calls(spec: str, fname: str) -> list[str]:
+    """Variable names inside calls to ``fname`` in the factors of a formulaic formula."""
+    import ast
+
+    from formulaic import Formula
+
+    from ._design import _python_names, _unquote
+
+    out: list[str] = []
+    for term in Formula(spec):
+        for factor in term.factors:
+            code, quoted = _unquote(factor.expr)
+            try:
+                tree = ast.parse(code, mode="eval")
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id == fname):
+                    sub = ast.unparse(node)
+                    for k, v in quoted.items():
+                        sub = sub.replace(k, f"`{v}`")
+                    out += _python_names(sub)[0]
+    return list(dict.fromkeys(out))
+
+
+# --------------------------------------------------------------------------------------
+# per partition: used rows
+# --------------------------------------------------------------------------------------
+
+
+def _used_rows(df: pd.DataFrame, plan: _Plan) -> tuple[np.ndarray, int, int]:
+    """Mask of the used rows, rows with missing values, rows with zero weight."""
+    from ._design import _float_values
+
+    n = len(df)
+    na = np.zeros(n, dtype=bool)
+    for c in plan.used:
+        na |= df[c].isna().to_numpy()
+    zero = np.zeros(n, dtype=bool)
+    if plan.weights_col is not None:
+        w = _float_values(df[plan.weights_col])
+        na |= np.isnan(w)
+        zero = (w == 0) & ~na
+        if np.isinf(w[~na]).any():
+            raise DataError("weights must be finite")
+        if (w[~na] < 0).any():
+            i = int(np.flatnonzero((w < 0) & ~na)[0])
+            raise DataError(f"weights must be non-negative (row {df.index[i]!r} has "
+                            f"{w[i]:g})")
+    for c in plan.floatcheck:
+        s = df[c]
+        if pd.api.types.is_complex_dtype(s.dtype):
+            raise DataError(f"column {c!r} has complex values; mixeff needs real numbers")
+        if s.dtype.kind == "f" or not isinstance(s.dtype, np.dtype):
+            inf = np.isinf(_float_values(s)) & ~na
+            if inf.any():
+                raise DataError(f"column {c!r} has infinite values (e.g. row "
+                                f"{df.index[int(np.flatnonzero(inf)[0])]!r})")
+    keep = ~(na | zero)
+    return keep, int(na.sum()), int(zero.sum())
+
+
+def _unique(s: pd.Series) -> pd.Series:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(s.cat.categories.dtype)
+    return pd.Series(pd.unique(s), dtype=s.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# pass 1: level sets
+# --------------------------------------------------------------------------------------
+
+
+def _levels_chunk(df: pd.DataFrame, plan: _Plan) -> dict:
+    keep, n_na, n_zero = _used_rows(df, plan)
+    sub = df[keep] if not keep.all() else df
+    cols = list(dict.fromkeys(plan.factor_cols + plan.cat_cols))
+    values = {c: _unique(sub[c]) for c in cols}
+    combos = {}
+    for label, fs in plan.group_factors.items():
+        if len(fs) > 1 and label not in combos:
+            fr = sub[fs].copy()
+            for f in fs:
+                if isinstance(fr[f].dtype, pd.CategoricalDtype):
+                    fr[f] = fr[f].astype(fr[f].cat.categories.dtype)
+            combos[label] = fr.drop_duplicates().reset_index(drop=True)
+    sample = sub[plan.numeric].head(_PROTO_ROWS).reset_index(drop=True)
+    return {"counts": np.array([len(df), n_na, n_zero], dtype=np.int64), "values": values,
+            "combos": combos, "sample": sample}
+
+
+def _levels_combine(*parts: dict) -> dict:
+    out = {"counts": sum(p["counts"] for p in parts)}
+    out["values"] = {c: pd.concat([p["values"][c] for p in parts], ignore_index=True)
+                     .drop_duplicates().reset_index(drop=True) for c in parts[0]["values"]}
+    out["combos"] = {c: pd.concat([p["combos"][c] for p in parts], ignore_index=True)
+                     .drop_duplicates().reset_index(drop=True) for c in parts[0]["combos"]}
+    samples = [p["sample"] for p in parts if len(p["sample"])]
+    out["sample"] = samples[0] if samples else parts[0]["sample"]
+    return out
+
+
+def _ordered_levels(values: pd.Series, meta_dtype) -> tuple[pd.Index, np.ndarray]:
+    """Observed values in the in-memory level order, and their labels."""
+    from ._design import _factor
+
+    if isinstance(meta_dtype, pd.CategoricalDtype):
+        cats = meta_dtype.categories
+        if len(cats) and not (len(cats) == 1 and str(cats[0]) == "__UNKNOWN_CATEGORIES__"):
+            s = pd.Series(pd.Categorical(values, categories=cats))
+        else:
+            s = pd.Series(pd.Categorical(values))
+    else:
+        s = values
+    codes, labels = _factor(s.reset_index(drop=True))
+    order = np.argsort(codes, kind="stable")
+    return pd.Index(values.to_numpy()[order]), labels
+
+
+def _lookup(index: pd.Index, s: pd.Series, what: str) -> np.ndarray:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(s.cat.categories.dtype)
+    codes = index.get_indexer(s.to_numpy())
+    if (codes < 0).any():
+        raise DataError(f"a value of {what} was not seen when the levels were collected "
+                        "(the data changed between the passes over the partitions?)")
+    return codes.astype(np.int64)
+
+
+def _group_codes(sub: pd.DataFrame, plan: _Plan, label: str) -> np.ndarray:
+    g = plan.groups[label]
+    codes = _lookup(plan.factor_values[g.factors[0]], sub[g.factors[0]], repr(g.factors[0]))
+    for f, (m2, uniq) in zip(g.factors[1:], g.steps, strict=True):
+        c2 = _lookup(plan.factor_values[f], sub[f], repr(f))
+        codes = np.searchsorted(uniq, codes * m2 + c2).astype(np.int64)
+    return codes
+
+
+def _finish_levels(plan: _Plan, meta: pd.DataFrame, lv: dict) -> None:
+    """Global level sets, formulaic specs on a prototype holding every level."""
+    from ._design import _model_matrix, _rename
+    from ._lambda import lme4_term_order
+
+    labels_of: dict[str, np.ndarray] = {}
+    for f in plan.factor_cols:
+        vals, labels = _ordered_levels(lv["values"][f], meta[f].dtype)
+        plan.factor_values[f] = vals
+        labels_of[f] = labels
+    for label, fs in plan.group_factors.items():
+        if label in plan.groups:
+            continue
+        if len(fs) == 1:
+            plan.groups[label] = _GroupMap(factors=fs, labels=labels_of[fs[0]])
+            continue
+        combo = lv["combos"][label]
+        codes = _lookup(plan.factor_values[fs[0]], combo[fs[0]], repr(fs[0]))
+        labels = labels_of[fs[0]]
+        steps = []
+        for f in fs[1:]:
+            c2 = _lookup(plan.factor_values[f], combo[f], repr(f))
+            l2 = labels_of[f]
+            m2 = len(l2)
+            comb = codes * m2 + c2
+            uniq = np.unique(comb)
+            codes = np.searchsorted(uniq, comb)
+            labels = labels[uniq // m2] + ":" + l2[uniq % m2]
+            steps.append((m2, uniq))
+        plan.groups[label] = _GroupMap(factors=fs, labels=labels, steps=steps)
+
+    # prototype frame: every level of every contrast-coded column, sample numeric values
+    sample = lv["sample"]
+    L = max([_PROTO_ROWS, len(sample)] + [len(lv["values"][c]) for c in plan.cat_cols])
+    proto: dict[str, Any] = {}
+    for c in plan.numeric:
+        dtype = meta[c].dtype
+        if c in plan.cat_cols:
+            vals, _ = _ordered_levels(lv["values"][c], dtype)
+            if isinstance(dtype, pd.CategoricalDtype) or not (
+                    pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+                plan.categories[c] = list(vals)
+                proto[c] = pd.Categorical(np.resize(np.asarray(vals, dtype=object), L),
+                                          categories=list(vals))
+            elif pd.api.types.is_bool_dtype(dtype):
+                proto[c] = np.resize(np.asarray(vals, dtype=bool), L)
+            else:
+                proto[c] = np.resize(np.asarray(vals), L)
+        else:
+            from ._design import _for_formulaic
+
+            s = sample[c] if len(sample) else pd.Series(np.ones(1), name=c)
+            v = _for_formulaic(s.reset_index(drop=True))
+            proto[c] = np.resize(np.asarray(v), L)
+    frame = pd.DataFrame(proto, index=pd.RangeIndex(L))
+    text = plan.pf.text
+    mm, _ = _model_matrix(plan.pf.fixed, frame, "fixed-effects part", text, None)
+    plan.fixed_spec = mm.model_spec
+    plan.xnames_full = _rename(mm.columns)
+    specs = [plan.fixed_spec]
+    for term in plan.pf.random:
+        if term.expr in plan.term_specs:
+            continue
+        if term.expr.strip() == "1":
+            plan.term_specs[term.expr] = None
+            plan.term_colnames[term.expr] = ["(Intercept)"]
+            continue
+        tm, Z = _model_matrix(term.expr, frame, "random-effects expression", text, term.start)
+        if Z.shape[1] == 0:
+            raise FormulaError(f"random-effects term ({term.expr} | {term.label}) has no "
+                               "columns", text, term.start)
+        plan.term_specs[term.expr] = tm.model_spec
+        plan.term_colnames[term.expr] = _rename(tm.columns)
+        specs.append(tm.model_spec)
+    for spec in specs:
+        if getattr(spec, "transform_state", None):
+            names = ", ".join(sorted(spec.transform_state))
+            raise FormulaError(f"stateful transforms ({names}) need all the rows at once "
+                               "and are not supported for Dask data; compute the column "
+                               "beforehand", text, None)
+        for expr, (kind, _state) in (spec.encoder_state or {}).items():
+            if getattr(kind, "value", str(kind)) == "categorical":
+                from ._design import _python_names
+
+                try:
+                    names = _python_names(expr)[0]
+                except SyntaxError:
+                    names = [expr]
+                if not set(names) & set(plan.cat_cols) and expr not in plan.cat_cols:
+                    raise FormulaError(f"the factor {expr!r} is coded by contrasts but its "
+                                       "levels cannot be collected from Dask data; make it "
+                                       "a column (or wrap a column in C())", text, None)
+    nl = [len(plan.groups[t.label].labels) for t in plan.pf.random]
+    plan.order = lme4_term_order(nl)
+    plan.nlev = [nl[i] for i in plan.order]
+
+
+# --------------------------------------------------------------------------------------
+# pass 2: sums
+# --------------------------------------------------------------------------------------
+
+
+def _spec_matrix(spec, frame: pd.DataFrame, what: str) -> np.ndarray:
+    mm = spec.get_model_matrix(frame, na_action="ignore")
+    values = np.empty(mm.shape, dtype=np.float64, order="F")
+    for j in range(mm.shape[1]):
+        try:
+            values[:, j] = mm.iloc[:, j].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"column {str(mm.columns[j])!r} of the {what} is not real "
+                            "numbers") from None
+    return values
+
+
+@dataclass
+class _Rows:
+    """One partition's used rows, evaluated."""
+
+    pos: np.ndarray
+    y: np.ndarray
+    offset: np.ndarray | None
+    X: np.ndarray
+    mats: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+    w: np.ndarray | None
+    n_na: int
+    n_zero: int
+    n_nan: int
+
+
+def _evaluate_rows(df: pd.DataFrame, plan: _Plan) -> _Rows:
+    from ._design import _eval_python, _float_values, _for_formulaic, _is_numeric, _Namespace
+
+    keep, n_na, n_zero = _used_rows(df, plan)
+    pos = np.flatnonzero(keep)
+    sub = df[keep] if not keep.all() else df
+    n = len(sub)
+    raw: dict[str, Any] = {}
+    frame_cols: dict[str, Any] = {}
+    for c in plan.numeric:
+        s = sub[c].reset_index(drop=True)
+        if _is_numeric(s.dtype) and not isinstance(s.dtype, np.dtype):
+            s = pd.Series(_float_values(s), name=c)
+        raw[c] = s
+        if c in plan.categories:
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                s = s.astype(s.cat.categories.dtype)
+            frame_cols[c] = pd.Categorical(s.to_numpy(dtype=object),
+                                           categories=plan.categories[c])
+        else:
+            frame_cols[c] = _for_formulaic(s)
+    frame = pd.DataFrame(frame_cols, index=pd.RangeIndex(n))
+    pf = plan.pf
+    text = pf.text
+    ns = _Namespace(raw)
+    tilde = text.find("~")
+    if plan.response_col is not None:
+        y = np.asarray(raw[plan.response_col], dtype=np.float64)
+    else:
+        y = _eval_python(pf.response, ns, n, "response", text,
+                         len(text) - len(text.lstrip()))
+    off = None
+    if plan.offset_col is not None:
+        off = _float_values(sub[plan.offset_col])
+    for expr in pf.offset_exprs:
+        pos = text.find(expr, tilde)
+        v = _eval_python(expr, ns, n, "offset", text, pos if pos >= 0 else None)
+        off = v if off is None else off + v
+    X = _spec_matrix(plan.fixed_spec, frame, "fixed-effects part") if n else \
+        np.zeros((0, len(plan.xnames_full)))
+    mats: dict[str, np.ndarray] = {}
+    for expr, spec in plan.term_specs.items():
+        if spec is None or n == 0:
+            mats[expr] = np.ones((n, len(plan.term_colnames[expr])))
+        else:
+            mats[expr] = np.ascontiguousarray(_spec_matrix(spec, frame, "random-effects "
+                                                           f"expression {expr!r}"))
+    bad = np.zeros(n, dtype=bool)
+    checks = [("response", y)] + ([("offset", off)] if off is not None else [])
+    checks += [(f"fixed-effects column {nm!r}", X[:, j])
+               for j, nm in enumerate(plan.xnames_full)]
+    checks += [(f"random-effects expression {e!r}", Z[:, j]) for e, Z in mats.items()
+               for j in range(Z.shape[1])]
+    for what, v in checks:
+        if np.isinf(v).any():
+            raise DataError(f"{what} has infinite values")
+        bad |= np.isnan(v)
+    n_nan = int(bad.sum())
+    w = None if plan.weights_col is None else _float_values(sub[plan.weights_col])
+    if n_nan:
+        good = ~bad
+        sub = sub[good]
+        pos = pos[good]
+        y, X = y[good], np.asfortranarray(X[good])
+        off = None if off is None else off[good]
+        w = None if w is None else w[good]
+        mats = {e: np.ascontiguousarray(Z[good]) for e, Z in mats.items()}
+    codes = {label: _group_codes(sub, plan, label) for label in plan.groups}
+    return _Rows(pos=pos, y=y, offset=off, X=X, mats=mats, codes=codes, w=w,
+                 n_na=n_na, n_zero=n_zero, n_nan=n_nan)
+
+
+def _sums_chunk(df: pd.DataFrame, plan: _Plan) -> dict:
+    import scipy.linalg
+
+    from . import _kernels as K
+
+    r = _evaluate_rows(df, plan)
+    n, p = r.X.shape
+    w = np.ones(n) if r.w is None else np.ascontiguousarray(r.w, dtype=np.float64)
+    yo = r.y if r.offset is None else r.y - r.offset
+    XY = np.empty((n, p + 1))
+    XY[:, :p] = r.X
+    XY[:, p] = yo
+    XYtXY = XY.T @ (XY * w[:, None])
+    R = scipy.linalg.qr(r.X, mode="r", check_finite=False)[0] if n else np.zeros((0, p))
+    terms = [plan.pf.random[i] for i in plan.order]
+    codes = [r.codes[t.label] for t in terms]
+    mats = [r.mats[t.expr] for t in terms]
+    diag, ztxy = [], []
+    for t, m in enumerate(plan.nlev):
+        diag.append(K.diag_block_sums(codes[t], mats[t], w, m))
+        ztxy.append(K.term_cross_sums(codes[t], mats[t], w, XY, m))
+    pairs = {}
+    for s in range(len(terms)):
+        for t in range(s):
+            key = codes[s] * plan.nlev[t] + codes[t]
+            uniq, inv = np.unique(key, return_inverse=True)
+            pb = K.pair_block_sums(inv.astype(np.int64).ravel(), mats[s], mats[t], w,
+                                   uniq.size)
+            pairs[(s, t)] = (uniq.astype(np.int64), pb)
+    rng = np.array([np.min(yo), np.max(yo), np.max(np.abs(r.y))]) if n else \
+        np.array([np.inf, -np.inf, 0.0])
+    if n and r.offset is not None:
+        rng[2] = max(rng[2], float(np.max(np.abs(r.offset))))
+    return {"n": n, "counts": np.array([len(df), r.n_na, r.n_zero, r.n_nan], dtype=np.int64),
+            "XYtXY": XYtXY, "R": R, "diag": diag, "ztxy": ztxy, "pairs": pairs,
+            "sum_log_w": float(np.sum(np.log(w))) if r.w is not None else 0.0,
+            "range": rng}
+
+
+def _merge_pairs(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.concatenate([k for k, _ in items])
+    vals = np.concatenate([v for _, v in items])
+    uniq, inv = np.unique(keys, return_inverse=True)
+    inv = inv.ravel()
+    flat = vals.reshape(vals.shape[0], -1)
+    out = np.empty((uniq.size, flat.shape[1]))
+    for j in range(flat.shape[1]):
+        out[:, j] = np.bincount(inv, weights=flat[:, j], minlength=uniq.size)
+    return uniq, out.reshape((uniq.size,) + vals.shape[1:])
+
+
+def _sums_combine(*parts: dict) -> dict:
+    import scipy.linalg
+
+    first = parts[0]
+    Rs = [p["R"] for p in parts if p["R"].shape[0]]
+    p_ = first["XYtXY"].shape[0] - 1
+    if Rs:
+        R = scipy.linalg.qr(np.vstack(Rs), mode="r", check_finite=False)[0]
+        R = R[: min(R.shape[0], p_)]
+    else:
+        R = np.zeros((0, p_))
+    rng = np.array([min(p["range"][0] for p in parts), max(p["range"][1] for p in parts),
+                    max(p["range"][2] for p in parts)])
+    return {"n": sum(p["n"] for p in parts), "counts": sum(p["counts"] for p in parts),
+            "XYtXY": sum(p["XYtXY"] for p in parts), "R": R,
+            "diag": [sum(p["diag"][t] for p in parts) for t in range(len(first["diag"]))],
+            "ztxy": [sum(p["ztxy"][t] for p in parts) for t in range(len(first["ztxy"]))],
+            "pairs": {k: _merge_pairs([p["pairs"][k] for p in parts])
+                      for k in first["pairs"]},
+            "sum_log_w": sum(p["sum_log_w"] for p in parts), "range": rng}
+
+
+def _tree_reduce(ddf, chunk, combine, plan: _Plan, split_every: int):
+    """Map ``chunk`` over the partitions and reduce pairwise-by-groups on the workers."""
+    import dask
+
+    parts = ddf.to_delayed()
+    plan_d = dask.delayed(plan)
+    level = [dask.delayed(chunk)(part, plan_d) for part in parts]
+    while len(level) > 1:
+        level = [dask.delayed(combine)(*level[i:i + split_every])
+                 for i in range(0, len(level), split_every)]
+    (out,) = dask.compute(level[0])
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# the fit
+# --------------------------------------------------------------------------------------
+
+
+def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
+              optimizer: str = "auto", check_nlev: str = "stop",
+              check_nobs_vs_nre: str = "stop", verbose: bool = False,
+              blas_threads: int | None = 1, split_every: int = _SPLIT_EVERY):
+    """Fit a linear mixed model to a Dask DataFrame (or Parquet files), as :func:`lmer`.
+
+    The rows are evaluated and summed on the Dask workers of the active scheduler; only
+    level sets and cross-product blocks reach this process.
+    """
+    import time
+
+    from ._api import _blas_limit, choose_optimizer
+    from ._blocks import assemble_blocks
+    from ._checks import check_convergence
+    from ._design import (
+        Design,
+        ReTermDesign,
+        _check_level,
+        _independent_columns,
+        _run_checks,
+    )
+    from ._fit import LmerFit
+    from ._formula import ParsedFormula, parse_formula
+    from ._lambda import ReStructure
+    from ._objective import LmmObjective
+    from ._optimizer import minimize_theta
+
+    t0 = time.perf_counter()
+    check_nlev = _check_level("check_nlev", check_nlev)
+    check_nobs_vs_nre = _check_level("check_nobs_vs_nre", check_nobs_vs_nre)
+    if isinstance(formula, str):
+        pf = parse_formula(formula)
+    elif isinstance(formula, ParsedFormula):
+        pf = formula
+    else:
+        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    ddf = _as_dask(data)
+    meta = ddf._meta
+    if not pf.random:
+        raise FormulaError("no random-effects terms in the formula; use mixeff.lm",
+                           pf.text, None)
+    plan = _make_plan(pf, meta, weights, offset)
+    work = ddf[plan.used]
+
+    lv = _tree_reduce(work, _levels_chunk, _levels_combine, plan, split_every)
+    n_rows, n_na, n_zero = (int(v) for v in lv["counts"])
+    if n_rows == 0:
+        raise DataError("data are empty (0 rows)")
+    if n_rows - n_na - n_zero == 0:
+        raise DataError(f"no rows left: all {n_rows} rows have a missing value in a used "
+                        f"column ({', '.join(map(repr, plan.used))})")
+    _finish_levels(plan, meta, lv)
+    del lv
+    t1 = time.perf_counter()
+
+    s = _tree_reduce(work, _sums_chunk, _sums_combine, plan, split_every)
+    t2 = time.perf_counter()
+    n = int(s["n"])
+    _, n_na, n_zero, n_nan = (int(v) for v in s["counts"])
+    if n == 0:
+        raise DataError("no rows left: all rows have missing values after evaluating the "
+                        "formula")
+    messages: list[str] = []
+    n_missing = n_na + n_nan
+    if n_missing:
+        messages.append(f"{n_missing} row{'s' if n_missing != 1 else ''} with missing "
+                        "values dropped")
+    if n_zero:
+        messages.append(f"{n_zero} row{'s' if n_zero != 1 else ''} with zero weight dropped")
+
+    # rank of X: lme4's rule on the reduced R factor (same column norms and dependencies)
+    p_full = len(plan.xnames_full)
+    R = s["R"]
+    keep = _independent_columns(R) if p_full else np.zeros(0, dtype=bool)
+    xnames = [nm for nm, k in zip(plan.xnames_full, keep, strict=True) if k]
+    dropped = [nm for nm, k in zip(plan.xnames_full, keep, strict=True) if not k]
+    if dropped:
+        k = len(dropped)
+        messages.append("fixed-effect model matrix is rank deficient so dropping "
+                        f"{k} column{'s' if k != 1 else ''} / "
+                        f"coefficient{'s' if k != 1 else ''}")
+    idx = np.append(np.flatnonzero(keep), p_full)
+
+    terms_formula: list[ReTermDesign] = []
+    for term in pf.random:
+        cn = plan.term_colnames[term.expr]
+        terms_formula.append(ReTermDesign(
+            label=term.label, codes=np.zeros(0, dtype=np.int32),
+            levels=pd.Index(plan.groups[term.label].labels, dtype=object),
+            matrix=np.zeros((0, len(cn))), colnames=list(cn), expr=term.expr))
+    # level present in the level pass but with no row left after evaluation
+    for ti, t in enumerate(pf.random):
+        d = s["diag"][plan.order.index(ti)]
+        if not np.all(np.einsum("mkk->m", np.abs(d)) > 0) and n_nan:
+            raise DataError(f"evaluating the formula left levels of {t.label!r} without "
+                            "rows; remove the rows with missing values first")
+    _run_checks(terms_formula, n, check_nlev, check_nobs_vs_nre, messages)
+    p = len(xnames)
+    if p >= n:
+        raise DataError(f"the fixed effects have {p} linearly independent columns for {n} "
+                        "observations: no residual degrees of freedom are left")
+    rmin, rmax, size = s["range"]
+    if rmax - rmin <= 64 * np.finfo(float).eps * size:
+        raise DataError(f"response {plan.response_name!r} is constant: with zero variance "
+                        "there are no variance components to estimate")
+
+    re = ReStructure([pf.random[i].label for i in plan.order],
+                     [list(plan.term_colnames[pf.random[i].expr]) for i in plan.order],
+                     list(plan.nlev))
+    offs = [t.offset for t in re.terms]
+    ZtXY = np.vstack([z.reshape(-1, p_full + 1) for z in s["ztxy"]])[:, idx]
+    XYtXY = s["XYtXY"][np.ix_(idx, idx)]
+    del offs
+    blocks = assemble_blocks(re, s["diag"], s["pairs"], ZtXY, XYtXY, n, s["sum_log_w"])
+    del s
+    # X for the design: a p x p stand-in with the cross-product of X (R of its QR)
+    import scipy.linalg
+
+    Rk = scipy.linalg.qr(R[:, keep], mode="r", check_finite=False)[0][:p] if p else \
+        np.zeros((0, 0))
+    design = Design(formula=pf, response_name=plan.response_name, y=np.zeros(0),
+                    X=np.asfortranarray(Rk), xnames=xnames, dropped_xnames=dropped,
+                    terms=terms_formula, weights=None, offset=None,
+                    n_dropped=n_rows - n, row_index=pd.RangeIndex(0), messages=messages,
+                    fixed_spec=plan.fixed_spec)
+    t3 = time.perf_counter()
+    with _blas_limit(blas_threads):
+        obj = LmmObjective(blocks, reml=reml)
+        t4 = time.perf_counter()
+        method = choose_optimizer(obj) if optimizer == "auto" else optimizer
+        optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
+                                verbose=verbose)
+        t5 = time.perf_counter()
+        optsum.messages.extend(check_convergence(obj, optsum))
+        t6 = time.perf_counter()
+        fit = LmerFit(design=design, structure=re, blocks=blocks, objective_fn=obj,
+                      optsum=optsum, term_order=list(plan.order))
+    fit.timings = {"levels": t1 - t0, "sums": t2 - t1, "blocks": t3 - t2,
+                   "analysis": t4 - t3, "optimizer": t5 - t4, "checks": t6 - t5,
+                   "fit_object": time.perf_counter() - t6}
+    fit.data = ddf
+    fit._dask_info = DaskFitInfo(ddf=ddf, plan=plan, keep=keep,
+                                 weighted=plan.weights_col is not None)
+    return fit
+
+
+# --------------------------------------------------------------------------------------
+# rows back: fitted values, residuals, augment (Dask collections)
+# --------------------------------------------------------------------------------------
+
+
+def _predict_chunk(df: pd.DataFrame, plan: _Plan, keep: np.ndarray, beta: np.ndarray,
+                   bs: list[np.ndarray], what: str, sigma: float) -> pd.DataFrame | pd.Series:
+    from . import _kernels as K
+
+    r = _evaluate_rows(df, plan)
+    n = r.y.shape[0]
+    fixed = r.X[:, keep] @ beta if beta.size else np.zeros(n)
+    eta = fixed.copy()
+    for ti, si in enumerate(plan.order):
+        t = plan.pf.random[si]
+        eta += K.term_linear_predictor(r.codes[t.label], np.ascontiguousarray(r.mats[t.expr]),
+                                       bs[ti])
+    off = np.zeros(n) if r.offset is None else r.offset
+    fixed = fixed + off
+    mu = eta + off
+    w = np.ones(n) if r.w is None else r.w
+    resid = r.y - mu
+    if what == "fitted":
+        return pd.Series(mu, index=df.index[r.pos], name="fitted")
+    if what.startswith("residuals"):
+        _, typ, scaled = what.split(":")
+        res = resid * np.sqrt(w) if typ == "pearson" else resid
+        if scaled == "1":
+            res = res / sigma
+        return pd.Series(res, index=df.index[r.pos], name="residuals")
+    out = df.iloc[r.pos].copy()
+    cols = {".fitted": mu, ".resid": resid, ".fixed": fixed, ".mu": mu, ".offset": off,
+            ".sqrtXwt": np.sqrt(w), ".sqrtrwt": np.sqrt(w), ".weights": w,
+            ".wtres": np.sqrt(w) * resid}
+    for k, v in cols.items():
+        out[k] = v
+    return out
+
+
+@dataclass
+class DaskFitInfo:
+    """What a fit from Dask data keeps to bring rows back, partition by partition."""
+
+    ddf: Any
+    plan: _Plan
+    keep: np.ndarray
+    weighted: bool
+
+    def _map(self, fit, what: str, meta):
+        nt = len(fit.structure.terms)
+        bs = [np.ascontiguousarray(fit._term_b(ti)) for ti in range(nt)]
+        beta = np.asarray(fit._sol.beta, dtype=np.float64)
+        return self.ddf.map_partitions(_predict_chunk, self.plan, self.keep, beta, bs, what,
+                                       float(fit.sigma), meta=meta)
+
+    def fitted(self, fit):
+        """Fitted values as a Dask Series (index of the used rows)."""
+        return self._map(fit, "fitted", pd.Series(dtype=np.float64, name="fitted"))
+
+    def residuals(self, fit, type: str = "response", scaled: bool = False):
+        """Residuals as a Dask Series."""
+        if type not in ("response", "pearson"):
+            raise ValueError("type must be 'response' or 'pearson'")
+        return self._map(fit, f"residuals:{type}:{int(bool(scaled))}",
+                         pd.Series(dtype=np.float64, name="residuals"))
+
+    def augment(self, fit):
+        """The data with ``.fitted``, ``.resid``, ... as a Dask DataFrame."""
+        meta = self.ddf._meta.copy()
+        for k in (".fitted", ".resid", ".fixed", ".mu", ".offset", ".sqrtXwt", ".sqrtrwt",
+                  ".weights", ".wtres"):
+            meta[k] = pd.Series(dtype=np.float64)
+        return self._map(fit, "augment", meta)
+
+    @staticmethod
+    def unavailable(what: str):
+        raise NotImplementedError(
+            f"{what} is not available for a fit from Dask data (it needs all rows at once); "
+            "fitted(), residuals() and augment() return Dask collections")

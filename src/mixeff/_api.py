@@ -58,7 +58,9 @@ def lmer(
         formulaic's syntax (``*``, ``:``, ``C(x)``, ``np.log(x)``, ``0 +``); random terms
         ``(expr | g)``, ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)``.
     data
-        The data; rows with a missing value in a used column are dropped.
+        The data; rows with a missing value in a used column are dropped. A Dask
+        DataFrame, or a path or glob of Parquet files, is fitted partition by partition
+        on the active Dask scheduler (``pip install "mixeff[dask]"``).
     reml
         REML (default) or maximum likelihood.
     weights
@@ -89,8 +91,15 @@ def lmer(
     """
     import time
 
+    from ._dask import is_dask_input
     from ._design import build_design
 
+    if is_dask_input(data):   # Dask DataFrame or Parquet path/glob: fit from partitions
+        from ._dask import lmer_dask
+
+        return lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
+                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
+                         verbose=verbose, blas_threads=blas_threads)
     t0 = time.perf_counter()
     design = build_design(formula, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)

@@ -41,14 +41,15 @@ def _crossed_model():
                             d["diameter"].to_numpy(float))
 
 
+@pytest.mark.parametrize("factorization", ["cholmod", "schur"])
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("case", ["corr", "uncorr", "weights", "crossed"])
-def test_gradient_matches_finite_differences(case, reml):
+def test_gradient_matches_finite_differences(case, reml, factorization):
     if case == "crossed":
         re, blocks = _crossed_model()
     else:
         re, blocks = _sleep_model(uncorrelated=case == "uncorr", weights=case == "weights")
-    obj = LmmObjective(blocks, reml=reml)
+    obj = LmmObjective(blocks, reml=reml, factorization=factorization)
     rng = np.random.default_rng(1)
     for _ in range(3):
         theta = re.start_theta() * rng.uniform(0.2, 1.5, re.ntheta) + \
@@ -106,9 +107,10 @@ def test_objective_equals_dense_formula():
     np.testing.assert_allclose(sol.beta, beta, rtol=1e-10)
 
 
-def test_selected_inverse_matches_dense_inverse():
+@pytest.mark.parametrize("factorization", ["cholmod", "schur"])
+def test_selected_inverse_matches_dense_inverse(factorization):
     re, blocks = _crossed_model()
-    obj = LmmObjective(blocks, reml=True)
+    obj = LmmObjective(blocks, reml=True, factorization=factorization)
     theta = np.array([0.8, 0.3, 0.5, 1.2])
     obj(theta)
     blocksinv = obj.condvar_blocks(theta)
@@ -130,6 +132,11 @@ def test_selected_inverse_matches_dense_inverse():
             s = term.offset + a * term.k
             np.testing.assert_allclose(blocksinv[t][a], Minv[s : s + term.k, s : s + term.k],
                                        rtol=1e-10, atol=1e-13)
+    # every entry on the pattern of M (what the gradient and the hat values read)
+    rows, cols = low.nonzero()
+    sel = obj.selected_inverse(theta)
+    np.testing.assert_allclose(sel.entries(rows, cols), Minv[rows, cols], rtol=1e-10,
+                               atol=1e-13)
 
 
 def test_lme4_term_order():

@@ -205,12 +205,19 @@ def selected_inverse(indptr, indices, data):
 
 
 @njit(cache=True)
-def _lookup(indptr, indices, Z, pinv, a, b):
-    """``Minv[a, b]`` (original indices) from the selected inverse on L's pattern."""
+def _lookup(indptr, indices, Z, pinv, dense, q1, a, b):
+    """``Minv[a, b]`` (original indices) from a selected inverse.
+
+    Columns ``j < q1`` of the (permuted) lower triangle are stored sparsely on the factor's
+    pattern (``indptr``, ``indices``, ``Z``); the trailing block ``j, i >= q1`` densely in
+    ``dense`` (the Schur path; ``q1`` = q and an empty ``dense`` otherwise).
+    """
     i = pinv[a]
     j = pinv[b]
     if i < j:
         i, j = j, i
+    if j >= q1:
+        return dense[i - q1, j - q1]
     lo = indptr[j]
     hi = indptr[j + 1] - 1
     while lo <= hi:
@@ -226,7 +233,7 @@ def _lookup(indptr, indices, Z, pinv, a, b):
 
 
 @njit(cache=True)
-def trace_minv_lambda_a(indptr, indices, Z, pinv, tmpl, kdim, offsets,
+def trace_minv_lambda_a(indptr, indices, Z, pinv, dense, q1, tmpl, kdim, offsets,
                         blk_rt, blk_rl, blk_ct, blk_cl, blk_diag, blk_vo, vals):
     """Per term ``t``: ``G_t[c, r] = sum_a [M^{-1} Lambda' A]_{(a,c),(a,r)}``.
 
@@ -256,7 +263,7 @@ def trace_minv_lambda_a(indptr, indices, Z, pinv, tmpl, kdim, offsets,
             for r in range(kt):
                 s = 0.0
                 for i in range(ks):
-                    s += _lookup(indptr, indices, Z, pinv, a0 + c, u0 + i) * LA[i, r]
+                    s += _lookup(indptr, indices, Z, pinv, dense, q1, a0 + c, u0 + i) * LA[i, r]
                 G[tt, c, r] += s
         if blk_diag[b]:
             continue
@@ -271,18 +278,27 @@ def trace_minv_lambda_a(indptr, indices, Z, pinv, tmpl, kdim, offsets,
             for r in range(ks):
                 s = 0.0
                 for i in range(kt):
-                    s += _lookup(indptr, indices, Z, pinv, u0 + c, a0 + i) * LA[i, r]
+                    s += _lookup(indptr, indices, Z, pinv, dense, q1, u0 + c, a0 + i) * LA[i, r]
                 G[ts, c, r] += s
     return G
 
 
 @njit(cache=True)
-def minv_diag_blocks(indptr, indices, Z, pinv, offset, k, m):
+def minv_diag_blocks(indptr, indices, Z, pinv, dense, q1, offset, k, m):
     """Diagonal ``k x k`` blocks of ``Minv`` for one term (m x k x k)."""
     out = np.empty((m, k, k))
     for a in range(m):
         base = offset + a * k
         for r in range(k):
             for c in range(k):
-                out[a, r, c] = _lookup(indptr, indices, Z, pinv, base + r, base + c)
+                out[a, r, c] = _lookup(indptr, indices, Z, pinv, dense, q1, base + r, base + c)
+    return out
+
+
+@njit(cache=True)
+def minv_entries(indptr, indices, Z, pinv, dense, q1, rows, cols):
+    """``Minv[rows[i], cols[i]]`` for each ``i`` (see :func:`_lookup`)."""
+    out = np.empty(rows.shape[0])
+    for i in range(rows.shape[0]):
+        out[i] = _lookup(indptr, indices, Z, pinv, dense, q1, rows[i], cols[i])
     return out

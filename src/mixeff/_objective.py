@@ -18,6 +18,7 @@ it is read from the selected inverse of the factor (Takahashi recurrences).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
@@ -28,7 +29,7 @@ from ._blocks import Blocks
 from ._cholmod import SparseCholesky
 from ._schur import DenseSchurCholesky, schur_density
 
-__all__ = ["LmmObjective", "Solution"]
+__all__ = ["LmmObjective", "SelectedInverse", "Solution"]
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -47,6 +48,25 @@ class Solution:
     RZX: np.ndarray       # q x p, permuted order (rows of L)
     cu: np.ndarray        # q, permuted order
     tmpl: np.ndarray
+
+
+class SelectedInverse(NamedTuple):
+    """``M^{-1}`` on the factor's pattern: read entries with :meth:`entries`.
+
+    Columns ``j < q1`` (permuted order) are stored on the pattern (``indptr``, ``indices``,
+    ``Z``); the trailing ``j >= q1`` block densely (lower triangle of ``dense``).
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    Z: np.ndarray
+    pinv: np.ndarray
+    dense: np.ndarray
+    q1: int
+
+    def entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``M^{-1}[rows[i], cols[i]]`` (original order); pairs must be on the pattern."""
+        return K.minv_entries(*self, np.asarray(rows, np.int64), np.asarray(cols, np.int64))
 
 
 class LmmObjective:
@@ -191,20 +211,27 @@ class LmmObjective:
         u[self.perm] = w
         return u
 
-    def selected_inverse(self, theta: np.ndarray):
-        """``(indptr, indices, Z)``: ``M^{-1}`` on the (permuted) pattern of ``L``."""
+    def selected_inverse(self, theta: np.ndarray) -> SelectedInverse:
+        """``M^{-1}`` on the (permuted) pattern of the factor at ``theta``.
+
+        From the Takahashi recurrences on CHOLMOD's factor, or on the Schur path from
+        ``S^{-1}`` and the first term's blocks (:meth:`DenseSchurCholesky.selected_inverse`).
+        """
         self._current(theta)
+        if isinstance(self._chol, DenseSchurCholesky):
+            indptr, indices, Z, dense = self._chol.selected_inverse()
+            return SelectedInverse(indptr, indices, Z, self.pinv, dense, self._chol.q1)
         L = self._chol.L()
-        Z = K.selected_inverse(L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data)
-        return L.indptr.astype(np.int64), L.indices.astype(np.int64), Z
+        indptr, indices = L.indptr.astype(np.int64), L.indices.astype(np.int64)
+        Z = K.selected_inverse(indptr, indices, L.data)
+        return SelectedInverse(indptr, indices, Z, self.pinv, np.zeros((0, 0)), self.blocks.q)
 
     def condvar_blocks(self, theta: np.ndarray) -> list[np.ndarray]:
         """Diagonal blocks of ``M^{-1}`` per term (m x k x k), for conditional variances."""
-        indptr, indices, Z = self.selected_inverse(theta)
+        si = self.selected_inverse(theta)
         b = self.blocks
         return [
-            K.minv_diag_blocks(indptr, indices, Z, self.pinv, int(b.offsets[t]),
-                               int(b.kdim[t]), int(b.nlev[t]))
+            K.minv_diag_blocks(*si, int(b.offsets[t]), int(b.kdim[t]), int(b.nlev[t]))
             for t in range(len(b.re.terms))
         ]
 
@@ -216,9 +243,8 @@ class LmmObjective:
         b = self.blocks
         n, p = b.n, b.p
         tmpl = sol.tmpl
-        indptr, indices, Z = self.selected_inverse(theta)
         G = K.trace_minv_lambda_a(
-            indptr, indices, Z, self.pinv, tmpl, b.kdim, b.offsets,
+            *self.selected_inverse(theta), tmpl, b.kdim, b.offsets,
             b.blk_rt, b.blk_rl, b.blk_ct, b.blk_cl, b.blk_diag, b.blk_vo, b.vals,
         )
         u = self.u_hat(sol)

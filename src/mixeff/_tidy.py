@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
-import scipy.sparse as sp
 from scipy import stats
 
 from ._errors import DataError, MixeffError
@@ -263,19 +262,6 @@ def glance(fit: LmerFit) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 
-def _minv_entries(S: sp.csr_matrix, pinv: np.ndarray, rows: np.ndarray, cols: np.ndarray
-                  ) -> np.ndarray:
-    """Entries ``M^{-1}[rows, cols]`` (original order) from the selected inverse ``S``.
-
-    ``S`` holds the lower triangle of ``M^{-1}`` in the factor's (permuted) order on the
-    factor's pattern; every requested pair must couple random effects that share an
-    observation (then it is on that pattern).
-    """
-    pr = pinv[rows]
-    pc = pinv[cols]
-    return np.asarray(S[np.maximum(pr, pc), np.minimum(pr, pc)]).ravel()
-
-
 def hat_values(fit: LmerFit) -> pd.Series:
     """Diagonal of the hat matrix, as lme4's ``hatvalues(m)``.
 
@@ -298,8 +284,7 @@ def hat_values(fit: LmerFit) -> pd.Series:
     # a_i per term: the rows of Z Lambda (n x k)
     A = [np.asarray(d.terms[fit.term_order[ti]].matrix, dtype=np.float64)
          @ tmpl[ti, : t.k, : t.k] for ti, t in enumerate(terms)]
-    indptr, indices, Zinv = obj.selected_inverse(fit.theta)
-    S = sp.csc_matrix((Zinv, indices, indptr), shape=(fit.blocks.q,) * 2).tocsr()
+    sel = obj.selected_inverse(fit.theta)
     quad = np.zeros(n)
     for s, ts in enumerate(terms):
         for t in range(s + 1):
@@ -311,7 +296,7 @@ def hat_values(fit: LmerFit) -> pd.Series:
             j = np.arange(tt.k)[None, None, :]
             gr = ts.offset + ls[:, None, None] * ts.k + i + 0 * j
             gc = tt.offset + lt[:, None, None] * tt.k + j + 0 * i
-            vals = _minv_entries(S, obj.pinv, gr.ravel(), gc.ravel()).reshape(
+            vals = sel.entries(gr.ravel(), gc.ravel()).reshape(
                 uniq.size, ts.k, tt.k)
             qf = np.einsum("ni,nij,nj->n", A[s], vals[inv], A[t])
             quad += qf if s == t else 2.0 * qf

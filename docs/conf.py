@@ -32,6 +32,7 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
 autodoc_preserve_defaults = True
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
@@ -42,6 +43,8 @@ nitpicky = False
 suppress_warnings = ["myst.xref_missing"]
 
 html_theme = "alabaster"
+# wide enough for the 100-character tables of the transcripts
+html_theme_options = {"page_width": "1240px", "sidebar_width": "240px"}
 html_title = "mixeff"
 
 

@@ -40,6 +40,8 @@ INDEX = DOCS / "index.md"
 FENCE_RE = re.compile(r"^```pycon[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 ANY_FENCE_RE = re.compile(r"^```.*?^```[ \t]*$", re.MULTILINE | re.DOTALL)
 UPDATE = os.environ.get("MIXEFF_UPDATE_DOCS", "") not in ("", "0")
+DISPLAY_OPTIONS = ["display.width", "display.precision", "display.max_columns",
+                   "display.max_rows"]
 
 
 # --------------------------------------------------------------------------------------
@@ -103,10 +105,13 @@ def run_examples(blocks: list[Block], path: Path, workdir: Path) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     namespace: dict = {"__name__": "__doc_example__"}
     old = Path.cwd()
     os.chdir(workdir)
+    # the pages set pandas' display options; give the rest of the test session its own
+    saved = [(name, pd.get_option(name)) for name in DISPLAY_OPTIONS]
     try:
         for block in blocks:
             for ex in block.examples:
@@ -124,6 +129,8 @@ def run_examples(blocks: list[Block], path: Path, workdir: Path) -> dict:
     finally:
         os.chdir(old)
         plt.close("all")
+        for name, value in saved:
+            pd.set_option(name, value)
     return namespace
 
 
@@ -276,3 +283,9 @@ def test_index_links_the_pages() -> None:
     text = INDEX.read_text(encoding="utf-8")
     for page in ["tutorial", "r-users", "api", "maths"]:
         assert page in text, page
+
+
+def test_pages_only_set_restored_display_options() -> None:
+    for page in (TUTORIAL, R_USERS):
+        for name in re.findall(r"set_option\(\"([^\"]+)\"", page.read_text(encoding="utf-8")):
+            assert name in DISPLAY_OPTIONS, f"{page.name} sets {name}, not restored after"

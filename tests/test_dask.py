@@ -206,6 +206,29 @@ def test_rows_back_as_dask_collections(client, data, reference):
     assert "REML criterion" in str(fit.summary())
 
 
+def test_inference_on_the_blocks(client, data):
+    form = "y ~ 1 + x * f + c + (1 | u) + (1 | i)"
+    fm = mixeff.lmer(form, data)
+    fd = mixeff.lmer(form, _ddf(data, "levels"))
+    for typ in (1, 2, 3):
+        a, b = fd.anova(type=typ), fm.anova(type=typ)
+        assert list(a.index) == list(b.index)
+        np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5)
+    a, b = fd.anova(ddf="Kenward-Roger"), fm.anova(ddf="Kenward-Roger")
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5)
+    np.testing.assert_allclose(fd.confint(method="Wald").to_numpy(),
+                               fm.confint(method="Wald").to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fd.predict(data.head(20)).to_numpy(),
+                               fm.predict(data.head(20)).to_numpy(), rtol=1e-6, atol=1e-6)
+    small = fd.update(". ~ . - c")       # refits from the Dask data
+    assert small.nobs == fd.nobs
+    assert type(small.fitted()).__module__.split(".")[0] in ("dask", "dask_expr")
+    with pytest.raises(NotImplementedError, match="mixeff.anova"):
+        fd.ranova()
+    with pytest.raises(NotImplementedError, match="Dask"):
+        fd.simulate(1)
+
+
 def test_errors_are_clear(client, data):
     with pytest.raises(mixeff.DataError, match="name of a column"):
         mixeff.lmer(FORMULA, _ddf(data, "many"), weights=np.ones(len(data)))

@@ -563,7 +563,8 @@ def _sums_chunk(df: pd.DataFrame, plan: _Plan) -> dict:
     if n and r.offset is not None:
         rng[2] = max(rng[2], float(np.max(np.abs(r.offset))))
     return {"n": n, "counts": np.array([len(df), r.n_na, r.n_zero, r.n_nan], dtype=np.int64),
-            "XYtXY": XYtXY, "R": R, "diag": diag, "ztxy": ztxy, "pairs": pairs,
+            "XYtXY": XYtXY, "R": R, "xsum": r.X.sum(axis=0), "diag": diag, "ztxy": ztxy,
+            "pairs": pairs,
             "sum_log_w": float(np.sum(np.log(w))) if r.w is not None else 0.0,
             "range": rng}
 
@@ -595,6 +596,7 @@ def _sums_combine(*parts: dict) -> dict:
                     max(p["range"][2] for p in parts)])
     return {"n": sum(p["n"] for p in parts), "counts": sum(p["counts"] for p in parts),
             "XYtXY": sum(p["XYtXY"] for p in parts), "R": R,
+            "xsum": sum(p["xsum"] for p in parts),
             "diag": [sum(p["diag"][t] for p in parts) for t in range(len(first["diag"]))],
             "ztxy": [sum(p["ztxy"][t] for p in parts) for t in range(len(first["ztxy"]))],
             "pairs": {k: _merge_pairs([p["pairs"][k] for p in parts])
@@ -735,14 +737,10 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     XYtXY = s["XYtXY"][np.ix_(idx, idx)]
     del offs
     blocks = assemble_blocks(re, s["diag"], s["pairs"], ZtXY, XYtXY, n, s["sum_log_w"])
+    xsum = s["xsum"][keep]
     del s
-    # X for the design: a p x p stand-in with the cross-product of X (R of its QR)
-    import scipy.linalg
-
-    Rk = scipy.linalg.qr(R[:, keep], mode="r", check_finite=False)[0][:p] if p else \
-        np.zeros((0, 0))
     design = Design(formula=pf, response_name=plan.response_name, y=np.zeros(0),
-                    X=np.asfortranarray(Rk), xnames=xnames, dropped_xnames=dropped,
+                    X=_standin_x(R[:, keep], xsum, n), xnames=xnames, dropped_xnames=dropped,
                     terms=terms_formula, weights=None, offset=None,
                     n_dropped=n_rows - n, row_index=pd.RangeIndex(0), messages=messages,
                     fixed_spec=plan.fixed_spec)
@@ -765,6 +763,33 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     fit._dask_info = DaskFitInfo(ddf=ddf, plan=plan, keep=keep,
                                  weighted=plan.weights_col is not None)
     return fit
+
+
+def _standin_x(R: np.ndarray, xsum: np.ndarray, n: int) -> np.ndarray:
+    """A ``(p + 1) x p`` matrix standing in for ``X`` in the contrasts of ``anova()``.
+
+    The Type I-III contrasts see ``X`` only through the ``R`` of its QR and through
+    ``Q'1`` (the constant in the coordinates of ``X``), both unchanged when everything
+    is scaled alike. The stand-in ``S = c Q~ R`` with ``c = sqrt((p + 1) / n)`` and an
+    orthonormal ``Q~`` whose column sums are ``c Q'1 = c R^-T X'1`` has ``S'S = c^2 X'X``
+    and gives the same contrasts.
+    """
+    import scipy.linalg
+
+    p = R.shape[1]
+    if p == 0:
+        return np.zeros((1, 0), order="F")
+    Rk = scipy.linalg.qr(R, mode="r", check_finite=False)[0][:p]
+    v = scipy.linalg.solve_triangular(Rk, xsum, trans="T")       # Q'1
+    m = p + 1
+    c = np.sqrt(m / n)
+    a = v / np.sqrt(n)                                            # Q~'u, |a| <= 1
+    u = np.full(m, 1.0 / np.sqrt(m))
+    W = np.linalg.qr(np.column_stack([u, np.eye(m)[:, :p]]))[0][:, 1:m]  # basis of u-perp
+    lam, V = np.linalg.eigh(np.eye(p) - np.outer(a, a))
+    B = (V * np.sqrt(np.clip(lam, 0.0, None))) @ V.T
+    Qt = np.outer(u, a) + W @ B
+    return np.asfortranarray(Qt @ (c * Rk))
 
 
 # --------------------------------------------------------------------------------------
@@ -843,6 +868,9 @@ class DaskFitInfo:
 
     @staticmethod
     def unavailable(what: str):
-        raise NotImplementedError(
-            f"{what} is not available for a fit from Dask data (it needs all rows at once); "
-            "fitted(), residuals() and augment() return Dask collections")
+        hint = ("fit the reduced models with mixeff.lmer on the same Dask data and compare "
+                "them with mixeff.anova(m0, m1)" if what.startswith("ranova") else
+                "fitted(), residuals() and augment() return Dask collections, "
+                "predict(newdata) takes a pandas DataFrame")
+        raise NotImplementedError(f"{what}: not available for a fit from Dask data (the rows "
+                                  f"stay in the partitions); {hint}")

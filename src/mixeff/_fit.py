@@ -226,7 +226,7 @@ class LmerFit:
     # -- fitted values and residuals ------------------------------------------------
     def _linear_predictor(self, include_re: bool = True) -> np.ndarray:
         if getattr(self, "_dask_info", None) is not None:   # rows stay in the partitions
-            self._dask_info.unavailable("this (it needs the rows in memory)")
+            self._dask_info.unavailable("predictions and simulations on the fitted rows")
         d = self.design
         eta = d.X @ self._sol.beta if self.blocks.p else np.zeros(self.nobs)
         if include_re:
@@ -373,6 +373,8 @@ class LmerFit:
         With ``reduce_terms=True`` a term ``(1 + x | g)`` is reduced to ``(1 | g)`` and a
         scalar term removed; with False every term is removed whole.
         """
+        if getattr(self, "_dask_info", None) is not None:
+            self._dask_info.unavailable("ranova()")
         from ._compare import ranova
 
         return ranova(self, reduce_terms=reduce_terms)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -40,6 +44,15 @@ def docs(session: nox.Session) -> None:
     Markdown, autodoc + napoleon for the API reference) builds the pages, with warnings
     as errors. The builders are installed here only, not as dependencies of mixeff.
     """
+    # scikit-sparse must fit the system's SuiteSparse, as scripts/install.sh chooses it
+    found = ""
+    if shutil.which("dpkg-query"):
+        found = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libsuitesparse-dev"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+    if found:
+        major = re.match(r"(?:\d+:)?(\d+)", found)
+        old = major is not None and int(major.group(1)) <= 6
+        session.install("scikit-sparse>=0.4.12,<0.5" if old else "scikit-sparse>=0.5")
     session.install("-e", ".[test]")
     session.install("sphinx>=7", "myst-parser>=2")
     session.run("pytest", "-q", "tests/test_docs.py")

@@ -157,7 +157,7 @@ def test_level_partition_sees_subsets(data):
 def test_parquet_glob_and_weights_offset(client, data, tmp_path):
     for k, p in enumerate(_pieces(data, "levels")):
         p.to_parquet(tmp_path / f"part-{k:03d}.parquet")
-    form = "y ~ 1 + x + f + (1 + x | u) + (1 | i)"
+    form = "y ~ 1 + x + f + c + (1 + x | u) + (1 | i) + (1 | c)"
     fm = mixeff.lmer(form, data, weights="w", offset="o", reml=False)
     fd = mixeff.lmer(form, str(tmp_path / "part-*.parquet"), weights="w", offset="o",
                      reml=False)

@@ -276,8 +276,10 @@ def _levels_chunk(df: pd.DataFrame, plan: _Plan) -> dict:
                     fr[f] = fr[f].astype(fr[f].cat.categories.dtype)
             combos[label] = fr.drop_duplicates().reset_index(drop=True)
     sample = sub[plan.numeric].head(_PROTO_ROWS).reset_index(drop=True)
+    cats = {c: list(df[c].dtype.categories) for c in cols
+            if isinstance(df[c].dtype, pd.CategoricalDtype)}
     return {"counts": np.array([len(df), n_na, n_zero], dtype=np.int64), "values": values,
-            "combos": combos, "sample": sample}
+            "combos": combos, "sample": sample, "cats": cats}
 
 
 def _levels_combine(*parts: dict) -> dict:
@@ -288,10 +290,17 @@ def _levels_combine(*parts: dict) -> dict:
                      .drop_duplicates().reset_index(drop=True) for c in parts[0]["combos"]}
     samples = [p["sample"] for p in parts if len(p["sample"])]
     out["sample"] = samples[0] if samples else parts[0]["sample"]
+    cats: dict[str, list] = {}
+    for p in parts:   # category order of the partitions (when the meta does not know it)
+        for c, lst in p["cats"].items():
+            seen = cats.setdefault(c, [])
+            seen += [v for v in lst if v not in set(seen)]
+    out["cats"] = cats
     return out
 
 
-def _ordered_levels(values: pd.Series, meta_dtype) -> tuple[pd.Index, np.ndarray]:
+def _ordered_levels(values: pd.Series, meta_dtype, seen_cats=None
+                    ) -> tuple[pd.Index, np.ndarray]:
     """Observed values in the in-memory level order, and their labels."""
     from ._design import _factor
 
@@ -299,6 +308,8 @@ def _ordered_levels(values: pd.Series, meta_dtype) -> tuple[pd.Index, np.ndarray
         cats = meta_dtype.categories
         if len(cats) and not (len(cats) == 1 and str(cats[0]) == "__UNKNOWN_CATEGORIES__"):
             s = pd.Series(pd.Categorical(values, categories=cats))
+        elif seen_cats:
+            s = pd.Series(pd.Categorical(values, categories=seen_cats))
         else:
             s = pd.Series(pd.Categorical(values))
     else:
@@ -334,7 +345,7 @@ def _finish_levels(plan: _Plan, meta: pd.DataFrame, lv: dict) -> None:
 
     labels_of: dict[str, np.ndarray] = {}
     for f in plan.factor_cols:
-        vals, labels = _ordered_levels(lv["values"][f], meta[f].dtype)
+        vals, labels = _ordered_levels(lv["values"][f], meta[f].dtype, lv["cats"].get(f))
         plan.factor_values[f] = vals
         labels_of[f] = labels
     for label, fs in plan.group_factors.items():
@@ -365,7 +376,7 @@ def _finish_levels(plan: _Plan, meta: pd.DataFrame, lv: dict) -> None:
     for c in plan.numeric:
         dtype = meta[c].dtype
         if c in plan.cat_cols:
-            vals, _ = _ordered_levels(lv["values"][c], dtype)
+            vals, _ = _ordered_levels(lv["values"][c], dtype, lv["cats"].get(c))
             if isinstance(dtype, pd.CategoricalDtype) or not (
                     pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
                 plan.categories[c] = list(vals)

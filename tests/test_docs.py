@@ -6,9 +6,9 @@ them (up to the next ``>>>``) are what that code prints. The blocks of one page 
 order in one namespace, in a temporary working folder, with matplotlib's Agg backend;
 each output must equal the transcript's. Spaces are not significant (columns may widen
 or narrow), nor are blank lines at the ends of an output; integers must be equal and
-decimals may differ by 3 units in the last digit shown, so that the
-jitter of numerical derivatives (Satterthwaite's df, say 206.99997 or 206.99996) does
-not fail the test while any change that a reader would notice does.
+decimals may differ by 3 units in the last digit shown, so that the jitter of numerical
+derivatives (Satterthwaite's df, say 206.99997 or 206.99996) does not fail the test
+while any change that a reader would notice does.
 
 Numbers quoted in the tutorial's prose must be numbers its transcripts show (rounded to
 the digits quoted), so the text cannot go stale when the outputs change.

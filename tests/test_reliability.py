@@ -31,6 +31,7 @@ from test_formula import _TOKENS
 
 import mixeff
 from mixeff import DataError, FormulaError, MixeffError
+from mixeff._api import fit_design
 from mixeff._design import build_design
 from mixeff._formula import parse_formula
 
@@ -254,19 +255,29 @@ def test_bad_input_table_covers_both_error_types():
     assert all(issubclass(k, MixeffError) and issubclass(k, ValueError) for k in kinds)
 
 
-@pytest.mark.xfail(strict=True, reason="lmer without a random-effects term fails in "
-                   "_blocks.build_blocks with numpy's 'need at least one array to "
-                   "concatenate' (lme4: 'No random effects terms specified in formula')")
 def test_no_random_effects_terms():
-    with pytest.raises(FormulaError, match="random"):
+    """lme4: 'No random effects terms specified in formula', here naming the formula."""
+    with pytest.raises(FormulaError) as info:
         _fit("y ~ x", _small())
+    assert str(info.value).startswith("No random effects terms specified in formula 'y ~ x'")
+    assert "mixeff.lm" in str(info.value)
+    assert info.value.formula == "y ~ x"
+    # the same from a built design, before any fitting
+    with pytest.raises(FormulaError, match="No random effects terms specified in formula"):
+        fit_design(build_design("y ~ x", _small()))
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown optimizer name raises a plain ValueError "
-                   "from _optimizer.minimize_theta, not a MixeffError")
 def test_unknown_optimizer():
-    with pytest.raises(MixeffError, match="nelder"):
+    with pytest.raises(DataError) as info:
         _fit("y ~ x + (1 | g)", _small(), optimizer="nelder")
+    assert str(info.value) == ("optimizer must be one of 'auto', 'L-BFGS-B', 'COBYQA', "
+                               "not 'nelder'")
+    with pytest.raises(DataError, match="factorization must be one of 'auto', 'cholmod', "
+                       "'schur', not 'lu'"):
+        fit_design(build_design("y ~ x + (1 | g)", _small()), factorization="lu")
+    # names as scipy takes them, case ignored
+    m = _fit("y ~ x + (1 | g)", _small(), optimizer="cobyqa")
+    assert m.optsum.method == "COBYQA"
 
 
 # --------------------------------------------------------------------------------------
@@ -429,8 +440,10 @@ def test_scale_equivariance_cobyqa():
 @pytest.mark.xfail(strict=True, reason="theta of a random slope scales as 1/c when its "
                    "covariate is multiplied by c; from the start theta = 1 L-BFGS-B ends on "
                    "a boundary point (Days * 100: theta (0, -0.0025, 0), REML criterion 1775.74 "
-                   "instead of 1752.84) without any warning, and Days * 1e8 fails inside "
-                   "scipy's cholesky (lme4 fails these too, but warns)")
+                   "instead of 1752.84), a local minimum of the bounded problem, and Days * 1e8 "
+                   "breaks down in scipy's cholesky; lme4 fails these too (1752.93 with "
+                   "warnings, 'Downdated VtV is not positive definite'), and mixeff now warns "
+                   "or stops as it does (test_random_slope_covariate_rescaled_warns)")
 @pytest.mark.parametrize("c", [100.0, 1e8])
 def test_random_slope_covariate_rescaled(c):
     d = load_csv("sleepstudy.csv", ["Subject"])
@@ -440,6 +453,24 @@ def test_random_slope_covariate_rescaled(c):
     np.testing.assert_allclose(other.varcorr()["variance"], vb * [1, c**-2, 1 / c, 1],
                                rtol=1e-5)
     np.testing.assert_allclose(other.objective, base.objective + 2 * np.log(c), atol=1e-6)
+
+
+def test_random_slope_covariate_rescaled_warns():
+    """Where the fit is wrong (above), mixeff says so as lme4 1.1-31 does on the same data.
+
+    lme4, Days * 100: REML 1752.93 (not the 1752.84 of the rescaled optimum) with "Model
+    failed to converge with max|grad| = 2.70086" and "Model is nearly unidentifiable: very
+    large eigenvalue - Rescale variables?"; Days * 1e8: "Downdated VtV is not positive
+    definite". mixeff stops on the boundary (REML 1775.74), where lme4 would skip its checks
+    as a singular fit, but the Hessian of the free parameter gives lme4's advice.
+    """
+    d = load_csv("sleepstudy.csv", ["Subject"])
+    m = _fit("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * 100.0))
+    if abs(m.objective - 1752.8372) > 1e-3:  # not the optimum: it must say so
+        assert not m.converged
+        assert any("Rescale variables?" in msg for msg in m.messages), m.messages
+    with pytest.raises(DataError, match="broke down numerically.*consider rescaling"):
+        _fit("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * 1e8))
 
 
 # -- perfect and nearly perfect fits ---------------------------------------------------
@@ -453,15 +484,19 @@ def _exact_groups(d):
     return d.assign(y=d["g"].map({"a": 1.0, "b": -2.0, "c": 0.5, "d": 4.0, "e": 3.0})), None
 
 
-@pytest.mark.xfail(strict=True, reason="a residual sum of squares of zero is clamped to "
-                   "the smallest float: y = 2 + 3x gives sigma 5.5e-8 (not ~1e-15) and a "
-                   "degenerate-Hessian message; y = group effect sends L-BFGS-B to NaN theta "
-                   "and scipy's cholesky raises 'array must not contain infs or NaNs' in "
-                   "LmmObjective.solve")
-@pytest.mark.parametrize("make", [_exact_linear, _exact_groups],
-                         ids=["exact-in-fixed-effects", "exact-in-random-effects"])
+@pytest.mark.parametrize("make", [
+    pytest.param(_exact_linear, marks=pytest.mark.xfail(
+        strict=True, reason="a residual sum of squares of zero is clamped to the smallest "
+        "float: y = 2 + 3x gives sigma 5.5e-8 (not ~1e-15) and a degenerate-Hessian "
+        "message")),
+    _exact_groups,
+], ids=["exact-in-fixed-effects", "exact-in-random-effects"])
 def test_exact_fit_fits_or_fails_cleanly(make):
-    """lme4 fits these with sigma ~ 1e-15 and convergence warnings."""
+    """lme4 fits these with sigma ~ 1e-15 and convergence warnings.
+
+    y = group effect sends L-BFGS-B to NaN theta; the breakdown (scipy's cholesky: 'array
+    must not contain infs or NaNs' in LmmObjective.solve) is reported as a DataError.
+    """
     d, beta = make(_small())
     try:
         m = _fit("y ~ x + (1 | g)", d)
@@ -514,12 +549,12 @@ def test_extreme_weight_ratios_fit_or_fail_cleanly():
     assert m.converged and 1e-8 < m.sigma < 10
 
 
-@pytest.mark.xfail(strict=True, reason="74 random effects for 48 rows: the criterion falls "
-                   "as theta grows (CHOLMOD reaches theta ~ 1e4, sigma ~ 1e-4, REML 124.58; "
-                   "lme4 stops at a local optimum, REML 125.46), and on the way the Schur path "
-                   "that 'auto' picks raises numpy's LinAlgError 'Schur complement is not "
-                   "positive definite'; at CHOLMOD's optimum the two paths differ by 1.5e-6")
 def test_more_random_effects_than_rows_fits_or_fails_cleanly():
+    """74 random effects for 48 rows: the criterion falls as theta grows (CHOLMOD reaches
+    theta ~ 1e4, sigma ~ 1e-4, REML 124.58; lme4 stops at a local optimum, REML 125.46).
+    On the way the Schur path that 'auto' picks meets numpy's LinAlgError 'Schur complement
+    is not positive definite', reported as a DataError (a fit would be better: see the
+    fitting core's issue)."""
     d = _fuzz_data()
     formula = "y ~ (1 | g) + (1 | g:h:a) + (Days + x | g)"
     design = build_design(formula, d)

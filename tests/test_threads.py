@@ -85,8 +85,9 @@ def _concurrent(models, jobs):
 
 
 def test_concurrent_lmer_matches_serial():
-    """4 threads x 7 models x 4: the serial numbers to 1e-12 (see the xfail below for why
-    not bit for bit), with no factor, workspace or record shared between fits."""
+    """4 threads x 7 models x 4: the serial numbers to 1e-12 (not bit for bit: the
+    variances and conditional modes are computed after the fits, with the caller's BLAS
+    threads), with no factor, workspace or record shared between fits."""
     models = _models()
     serial = [_numbers(_lmer(*m)) for m in models]
     results, fits = _concurrent(models, list(range(len(models))) * 4)
@@ -164,13 +165,11 @@ def _blas_threads() -> list[int]:
     return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
 
-@pytest.mark.xfail(strict=True, reason="lmer limits BLAS to one thread with a process-wide "
-                   "threadpoolctl limit entered and left per fit (_api._blas_limit); "
-                   "concurrent fits interleave enter/exit: fits run part of the time with "
-                   "several BLAS threads (results 2e-13 away from the serial ones instead of "
-                   "equal) and the last exit restores another fit's limit of 1, so the "
-                   "process keeps a single BLAS thread afterwards")
 def test_concurrent_fits_leave_blas_alone():
+    """The per-fit BLAS limit is shared by concurrent fits (``_api._SharedBlasLimit``):
+    every fit runs with one BLAS thread, so concurrent = serial bit for bit, and the
+    caller's own limit (2, set by the main thread, which threadpoolctl then treats as the
+    only thread allowed to change OpenBLAS) is back when the last fit ends."""
     from threadpoolctl import threadpool_limits
 
     models = _models()

@@ -9,10 +9,13 @@ objective (:mod:`._objective`) -> optimiser (:mod:`._optimizer`) -> fit (:mod:`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._errors import DataError, FormulaError, MixeffError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -20,6 +23,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._fit import LmerFit
 
 __all__ = ["lmer", "fit_design", "choose_optimizer"]
+
+#: The values of ``optimizer=``.
+OPTIMIZERS = ("auto", "L-BFGS-B", "COBYQA")
+#: The values of ``factorization=``.
+FACTORIZATIONS = ("auto", "cholmod", "schur")
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices`` (ignoring case, as scipy does), else a DataError."""
+    if isinstance(value, str):
+        for c in choices:
+            if value.lower() == c.lower():
+                return c
+    raise DataError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def _no_random_terms(formula: str) -> FormulaError:
+    """lme4's error for an ``lmer`` formula without a random-effects term."""
+    err = FormulaError(f"No random effects terms specified in formula {formula!r} (a model "
+                       "without random effects is fitted by mixeff.lm)")
+    err.formula = formula
+    return err
 
 
 def choose_optimizer(objective) -> str:
@@ -70,7 +95,7 @@ def lmer(
     optimizer
         ``"auto"`` (chosen by the problem: L-BFGS-B with the analytic gradient, or
         derivative-free COBYQA for few theta and a costly gradient), ``"L-BFGS-B"`` or
-        ``"COBYQA"``.
+        ``"COBYQA"`` (case ignored); other names raise a :class:`~mixeff.DataError`.
     check_nlev, check_nobs_vs_nre
         ``"stop"`` (default), ``"warning"`` or ``"ignore"``: what to do when a grouping
         factor has as many levels as rows, or a term has as many random effects as there
@@ -84,16 +109,34 @@ def lmer(
         all but the largest dense factorisations, and threaded BLAS stalls badly on small
         and medium matrices when the machine is busy (measured: a 2000 x 2000 Cholesky
         took 1 s with two threads beside one busy process, 46 ms with one thread).
+        The limit is process-wide (BLAS libraries have no per-thread setting): while
+        any fit runs, the whole process uses the thread count of the first of the
+        concurrently running fits, and the original counts come back when the last one
+        ends (see :func:`fit_design`).
 
     Returns
     -------
     LmerFit
+
+    Raises
+    ------
+    FormulaError
+        A formula that cannot be parsed or names unknown columns, or that has no
+        random-effects term (lme4's "No random effects terms specified in formula").
+    DataError
+        Data that cannot be used (see :func:`~mixeff._design.build_design`), a bad
+        ``optimizer=``, or a fit that breaks down numerically.
     """
     import time
 
     from ._dask import is_dask_input
     from ._design import build_design
+    from ._formula import parse_formula
 
+    optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    pf = parse_formula(formula) if isinstance(formula, str) else formula
+    if not getattr(pf, "random", True):
+        raise _no_random_terms(pf.text)
     if is_dask_input(data):   # Dask DataFrame or Parquet path/glob: fit from partitions
         from ._dask import lmer_dask
 
@@ -101,7 +144,7 @@ def lmer(
                          check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
                          verbose=verbose, blas_threads=blas_threads)
     t0 = time.perf_counter()
-    design = build_design(formula, data, weights=weights, offset=offset,
+    design = build_design(pf, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)
     t_design = time.perf_counter() - t0
     fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose,
@@ -111,24 +154,85 @@ def lmer(
     return fit
 
 
+class _SharedBlasLimit:
+    """The BLAS thread limit of the running fits, shared by all of them.
+
+    BLAS libraries have one process-wide thread count, so a limit entered and left per
+    fit would leak between concurrent fits (one fit's exit restoring the count while
+    another still runs, or restoring another fit's limit for good). Instead the first
+    fit to enter sets the limit, later ones only count themselves in, and the last to
+    leave restores the counts found by the first. While any fit runs the process (every
+    thread, fits with ``blas_threads=None`` included) uses the first fit's thread count.
+
+    threadpoolctl (>= 3.8) lets only one "controlling" thread change a process-wide
+    OpenBLAS pool and silently ignores the others, e.g. every worker thread while the
+    main thread is inside ``threadpool_limits``. Fits can start and end on any thread,
+    so control is released before and after each change (the counts are changed only
+    while no fit runs, under the lock).
+    """
+
+    _lock = threading.Lock()
+    _users = 0
+    _limiter = None
+    _controller = None
+
+    def __init__(self, threads: int):
+        self.threads = int(threads)
+
+    @staticmethod
+    def _release_control() -> None:
+        try:
+            from threadpoolctl import OpenBLASController
+        except ImportError:  # pragma: no cover - older threadpoolctl: no controlling thread
+            return
+        clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+        if clear is not None:
+            clear(force=True)
+
+    def __enter__(self):
+        cls = type(self)
+        with cls._lock:
+            if cls._users == 0:
+                if cls._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    from ._cholmod import sparse_cholesky_available
+
+                    sparse_cholesky_available()   # load CHOLMOD's BLAS before the stock-take
+                    cls._controller = ThreadpoolController()
+                cls._release_control()
+                try:
+                    cls._limiter = cls._controller.limit(limits=self.threads,
+                                                         user_api="blas")
+                finally:
+                    cls._release_control()
+            cls._users += 1
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        cls = type(self)
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0:
+                limiter, cls._limiter = cls._limiter, None
+                cls._release_control()
+                try:
+                    limiter.restore_original_limits()
+                finally:
+                    cls._release_control()
+        return False
+
+
 def _blas_limit(threads: int | None):
-    """Context manager limiting the BLAS threads (a no-op for ``None``)."""
+    """Context manager limiting the BLAS threads during a fit (a no-op for ``None``).
+
+    Safe for concurrent fits: see :class:`_SharedBlasLimit`.
+    """
     import contextlib
 
     if threads is None:
         return contextlib.nullcontext()
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        from ._cholmod import sparse_cholesky_available
-
-        sparse_cholesky_available()   # load CHOLMOD's BLAS before taking stock of them
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=int(threads), user_api="blas")
-
-
-_CONTROLLER = None
+    return _SharedBlasLimit(threads)
 
 
 def fit_design(design, reml: bool = True, optimizer: str = "auto",
@@ -136,10 +240,32 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto",
                blas_threads: int | None = 1) -> LmerFit:
     """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6).
 
-    The seconds spent in each stage are kept in ``fit.timings``.
+    The seconds spent in each stage are kept in ``fit.timings``. Fits may run
+    concurrently from several threads; ``blas_threads`` is process-wide (see
+    :class:`_SharedBlasLimit`): while fits run, the BLAS libraries use the thread count
+    of the first of them, and the original counts come back when the last one ends.
     """
+    optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    factorization = _check_choice("factorization", factorization, FACTORIZATIONS)
+    if not design.terms:
+        raise _no_random_terms(design.formula.text)
     with _blas_limit(blas_threads):
         return _fit_design(design, reml, optimizer, factorization, verbose)
+
+
+def _breakdown(design, method: str, err: Exception) -> DataError:
+    """The error for a fit whose linear algebra broke down on the way to the optimum.
+
+    lme4 stops in such cases too (``Downdated VtV is not positive definite``, ``pwrssUpdate
+    did not converge``); the message names the usual causes.
+    """
+    return DataError(
+        f"the fit of {design.formula.text!r} broke down numerically in the optimizer "
+        f"({method}: {type(err).__name__}: {err}). The model is probably not identifiable "
+        "from these data (an exact or nearly exact fit, as many random effects as "
+        "observations, extreme weight ratios) or variables are on very different scales: "
+        "consider rescaling (lme4 stops on such data with 'Downdated VtV is not positive "
+        "definite')")
 
 
 def _fit_design(design, reml, optimizer, factorization, verbose) -> LmerFit:
@@ -173,10 +299,15 @@ def _fit_design(design, reml, optimizer, factorization, verbose) -> LmerFit:
     obj = LmmObjective(blocks, reml=reml, factorization=factorization)
     t2 = time.perf_counter()
     method = choose_optimizer(obj) if optimizer == "auto" else optimizer
-    optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
-                            verbose=verbose)
-    t3 = time.perf_counter()
-    optsum.messages.extend(check_convergence(obj, optsum))
+    try:
+        optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
+                                verbose=verbose)
+        t3 = time.perf_counter()
+        optsum.messages.extend(check_convergence(obj, optsum))
+    except MixeffError:
+        raise
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError, ZeroDivisionError) as err:
+        raise _breakdown(design, method, err) from err
     t4 = time.perf_counter()
     fit = LmerFit(design=design, structure=re, blocks=blocks, objective_fn=obj,
                   optsum=optsum, term_order=order)

@@ -5,7 +5,9 @@ differences of the gradient when the optimiser used gradients; otherwise both co
 central differences of the objective's pieces (:mod:`mixeff._derivs`), which are kept
 for Satterthwaite's degrees of freedom. For the parameters not on a bound, the gradient
 scaled by the Cholesky factor of the Hessian must be small (lme4's ``check.conv.grad``,
-tolerance 0.002) and the Hessian positive definite (``check.conv.hess``).
+tolerance 0.002) and the Hessian positive definite and well conditioned (``check.conv.hess``,
+lme4's ``checkHess``: no eigenvalue below 1e-6 in size, none above 1e6, no ratio of the
+smallest to the largest below 1e-6).
 """
 
 from __future__ import annotations
@@ -36,11 +38,21 @@ def hessian_from_gradient(objective, theta: np.ndarray, lower: np.ndarray,
 
 
 def check_convergence(objective, optsum, tol_grad: float = 2e-3,
-                      max_theta: int = 50) -> list[str]:
+                      max_theta: int = 50, tol_hess: float = 1e-6) -> list[str]:
     """lme4-style convergence warnings for a finished optimisation (empty if fine).
 
     Uses the analytic gradient when the optimiser did (it is then cheap relative to the
-    fit), differences of the objective otherwise.
+    fit), differences of the objective otherwise. As lme4's ``checkConv``: the gradient
+    scaled by the Cholesky factor of the Hessian (``check.conv.grad``, ``tol_grad``), then
+    the Hessian's eigenvalues (``check.conv.hess``, lme4's ``checkHess``, ``tol_hess``):
+    negative ones, ones near zero, a very large one or a large ratio between the largest
+    and the smallest (both "nearly unidentifiable: rescale variables?").
+
+    lme4 skips all these checks at a singular fit (``is.singular`` in ``checkConv``);
+    mixeff checks the parameters that are not on a bound, so that a fit stopping on the
+    boundary with an ill-scaled Hessian in its other parameters is flagged as lme4 flags
+    the interior fit of such data (a random-slope covariate on a scale of hundreds: "Model
+    is nearly unidentifiable: very large eigenvalue - Rescale variables?").
     """
     msgs: list[str] = []
     if not optsum.success:
@@ -66,22 +78,34 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     g = g[free]
     H = H[np.ix_(free, free)]
     objective.solve(theta)
+    if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+        return msgs + ["Gradient or Hessian of the objective contains NaN or infinite values"]
+    # check.conv.grad: scaled gradient solve(chol(H), g), compared as min(|scaled|, |raw|)
     try:
-        ev = np.linalg.eigvalsh(H)
+        R = np.linalg.cholesky(H).T
     except np.linalg.LinAlgError:
-        return msgs + ["Hessian of the objective could not be evaluated"]
-    if np.any(ev <= 0):
-        nneg = int(np.sum(ev <= 0))
+        msgs.append("unable to evaluate scaled gradient")
+    else:
+        scgrad = np.linalg.solve(R, g)
+        mingrad = np.minimum(np.abs(scgrad), np.abs(g))
+        mx = float(np.max(mingrad))
+        if mx > tol_grad:
+            comp = int(np.argmax(mingrad)) + 1
+            msgs.append(f"Model failed to converge with max|grad| = {mx:.6g}"
+                        f" (tol = {tol_grad:g}, component {comp})")
+    # check.conv.hess (lme4's checkHess)
+    ev = np.linalg.eigvalsh(H)
+    nneg = int(np.sum(ev < -tol_hess))
+    if nneg:
         msgs.append(f"Model failed to converge: degenerate Hessian with {nneg} negative"
                     " eigenvalues")
-        return msgs
-    # lme4: scaled gradient solve(chol(H), g), compared as min(|scaled|, |raw|)
-    R = np.linalg.cholesky(H).T
-    scgrad = np.linalg.solve(R, g)
-    mingrad = np.minimum(np.abs(scgrad), np.abs(g))
-    mx = float(np.max(mingrad))
-    if mx > tol_grad:
-        comp = int(np.argmax(mingrad)) + 1
-        msgs.append(f"Model failed to converge with max|grad| = {mx:.6g}"
-                    f" (tol = {tol_grad:g}, component {comp})")
+    elif np.any(np.abs(ev) < tol_hess) or "unable to evaluate scaled gradient" in msgs:
+        msgs.append("Hessian is numerically singular: parameters are not uniquely determined")
+    else:
+        if ev[-1] * tol_hess > 1:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue\n"
+                        " - Rescale variables?")
+        if ev[0] / ev[-1] < tol_hess:
+            msgs.append("Model is nearly unidentifiable: large eigenvalue ratio\n"
+                        " - Rescale variables?")
     return msgs

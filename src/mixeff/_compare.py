@@ -500,6 +500,9 @@ def ranova(fit: LmerFit, reduce_terms: bool = True) -> pd.DataFrame:
     lrt = np.full(ll.size, np.nan)
     df = np.full(ll.size, np.nan)
     lrt[1:] = 2.0 * (ll[0] - ll[1:])
+    # a reduction the fit already sits on (a variance estimated as 0) gives the same
+    # likelihood by another computation: a difference at the rounding of logLik is 0
+    lrt[1:][np.abs(lrt[1:]) <= 64 * np.finfo(float).eps * np.abs(ll[0])] = 0.0
     df[1:] = npar[0] - npar[1:]
     with np.errstate(invalid="ignore"):
         pval = np.where(df > 0, stats.chi2.sf(lrt, np.where(df > 0, df, 1.0)), np.nan)

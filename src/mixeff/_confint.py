@@ -205,7 +205,7 @@ def minimize_bounded(fg: Callable[[np.ndarray], tuple[float, np.ndarray]],
 def _with_response(blocks: Blocks, Zty: np.ndarray, Xty: np.ndarray, yty: float) -> Blocks:
     """The blocks of the same model with another response (same rows, terms and X)."""
     return dataclasses.replace(blocks, Zty=np.ascontiguousarray(Zty),
-                               Xty=np.ascontiguousarray(Xty), yty=float(yty))
+                               Xty=np.ascontiguousarray(Xty), yty=float(yty), shift=None)
 
 
 # --------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class Solution:
     RZX: np.ndarray       # q x p, permuted order (rows of L)
     cu: np.ndarray        # q, permuted order
     tmpl: np.ndarray
+    dbeta: np.ndarray     # beta - beta0 (the shifted response's coefficients; cu is its)
 
 
 class SelectedInverse(NamedTuple):
@@ -100,9 +101,15 @@ class LmmObjective:
         self.n_gradients = 0
         b = blocks
         self._mdata = np.zeros(b.nnz_m)
+        # the response's sums, after its least-squares fit on X when the rows gave them
+        sh = b.shift
+        if sh is not None:
+            self._beta0, self._Zty, self._Xty, self._yty = sh.beta0, sh.Zty, sh.Xty, sh.yty
+        else:
+            self._beta0, self._Zty, self._Xty, self._yty = np.zeros(b.p), b.Zty, b.Xty, b.yty
         self._ZtXY = np.empty((b.q, b.p + 1))
         self._ZtXY[:, : b.p] = b.ZtX
-        self._ZtXY[:, b.p] = b.Zty
+        self._ZtXY[:, b.p] = self._Zty
         theta0 = b.re.start_theta()
         self._fill(b.re.templates(theta0))
         pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr), shape=(b.q, b.q))
@@ -168,20 +175,20 @@ class LmmObjective:
         ldL2 = self._chol.logdet()
         if p > 0:
             S = b.XtX - RZX.T @ RZX
-            Sy = b.Xty - RZX.T @ cu
+            Sy = self._Xty - RZX.T @ cu
             try:
                 RX = sla.cholesky(S, lower=False)
             except np.linalg.LinAlgError:
                 RX = _jittered_cholesky(S)
             z = sla.solve_triangular(RX, Sy, trans="T")
-            beta = sla.solve_triangular(RX, z)
+            dbeta = sla.solve_triangular(RX, z)
             ldRX2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
-            r2 = b.yty - float(cu @ cu) - float(z @ z)
+            r2 = self._yty - float(cu @ cu) - float(z @ z)
         else:
             RX = np.zeros((0, 0))
-            beta = np.zeros(0)
+            dbeta = np.zeros(0)
             ldRX2 = 0.0
-            r2 = b.yty - float(cu @ cu)
+            r2 = self._yty - float(cu @ cu)
         r2 = max(r2, np.finfo(float).tiny)
         if self.reml:
             nmp = n - p
@@ -189,7 +196,8 @@ class LmmObjective:
         else:
             obj = ldL2 + n * (1.0 + _LOG2PI + np.log(r2 / n))
         obj -= b.sum_log_w
-        s = Solution(theta.copy(), float(obj), ldL2, ldRX2, r2, beta, RX, RZX, cu, tmpl)
+        s = Solution(theta.copy(), float(obj), ldL2, ldRX2, r2, self._beta0 + dbeta, RX, RZX,
+                     cu, tmpl, dbeta)
         self._last = s
         return s
 
@@ -205,7 +213,7 @@ class LmmObjective:
 
     def u_hat(self, sol: Solution) -> np.ndarray:
         """Spherical conditional modes ``u`` (original order) at a solution."""
-        v = sol.cu - (sol.RZX @ sol.beta if self.blocks.p else 0.0)
+        v = sol.cu - (sol.RZX @ sol.dbeta if self.blocks.p else 0.0)
         w = self._chol.solve_Lt(v)
         u = np.empty_like(w)
         u[self.perm] = w
@@ -249,9 +257,9 @@ class LmmObjective:
         )
         u = self.u_hat(sol)
         lam_u = self._lambda_t(tmpl, u, False)
-        zres = b.Zty - b.A_full @ lam_u
+        zres = self._Zty - b.A_full @ lam_u
         if p:
-            zres -= b.ZtX @ sol.beta
+            zres -= b.ZtX @ sol.dbeta
         nt = len(b.re.terms)
         kmax = tmpl.shape[1]
         H = np.zeros((nt, kmax, kmax))

@@ -650,7 +650,7 @@ def _with_response(fit: LmerFit, y: np.ndarray):
         Zty[t.offset : t.offset + t.size] = blk.reshape(-1)
     Xty = d.X.T @ wy if b.p else np.zeros(0)
     blocks = dataclasses.replace(b, Zty=Zty, Xty=np.ascontiguousarray(Xty),
-                                 yty=float(yy @ wy))
+                                 yty=float(yy @ wy), shift=None)
     return dataclasses.replace(d, y=y), blocks
 
 

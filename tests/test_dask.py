@@ -175,7 +175,7 @@ def test_collinear_columns_dropped_as_in_memory(client, data):
 
 def test_interaction_and_numeric_factor(client, data):
     d = data.assign(g=data["u"] % 4, h=np.where(data["u"] % 3 == 0, "p", "q"))
-    form = "y ~ 1 + x + C(g) + (1 | i) + (1 | u:h)"
+    form = "np.log(y + 10) ~ 1 + x + C(g) + offset(0.1 * x) + (1 | i) + (1 | u:h)"
     fm = mixeff.lmer(form, d)
     fd = mixeff.lmer(form, _ddf(d, "levels"))
     _same_fit(fd, fm)

@@ -615,12 +615,18 @@ def _sums_combine(*parts: dict) -> dict:
             "sum_log_w": sum(p["sum_log_w"] for p in parts), "range": rng}
 
 
+def _say(msg: str) -> None:
+    import sys
+
+    print(f"mixeff (dask): {msg}", file=sys.stderr, flush=True)
+
+
 def _tree_reduce(ddf, chunk, combine, plan: _Plan, split_every: int):
     """Map ``chunk`` over the partitions and reduce pairwise-by-groups on the workers."""
     import dask
 
     parts = ddf.to_delayed()
-    plan_d = dask.delayed(plan)
+    plan_d = dask.delayed(plan, traverse=False)
     level = [dask.delayed(chunk)(part, plan_d) for part in parts]
     while len(level) > 1:
         level = [dask.delayed(combine)(*level[i:i + split_every])
@@ -688,9 +694,14 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     _finish_levels(plan, meta, lv)
     del lv
     t1 = time.perf_counter()
+    if verbose:
+        _say(f"level sets from {ddf.npartitions} partitions ({n_rows:,} rows): "
+             f"{t1 - t0:.1f} s")
 
     s = _tree_reduce(work, _sums_chunk, _sums_combine, plan, split_every)
     t2 = time.perf_counter()
+    if verbose:
+        _say(f"cross-product blocks reduced over the partitions: {t2 - t1:.1f} s")
     n = int(s["n"])
     _, n_na, n_zero, n_nan = (int(v) for v in s["counts"])
     if n == 0:

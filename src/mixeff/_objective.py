@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 from . import _kernels as K
 from ._blocks import Blocks
@@ -32,6 +33,7 @@ from ._schur import DenseSchurCholesky, schur_density
 __all__ = ["LmmObjective", "SelectedInverse", "Solution"]
 
 _LOG2PI = float(np.log(2.0 * np.pi))
+_potrf, _trtrs, _potri = lapack.dpotrf, lapack.dtrtrs, lapack.dpotri
 
 
 @dataclass
@@ -176,12 +178,13 @@ class LmmObjective:
         if p > 0:
             S = b.XtX - RZX.T @ RZX
             Sy = self._Xty - RZX.T @ cu
-            try:
-                RX = sla.cholesky(S, lower=False)
-            except np.linalg.LinAlgError:
+            # LAPACK directly: scipy.linalg's checking wrappers cost more than the
+            # p x p algebra of a small model
+            RX, info = _potrf(S, lower=0, clean=1)
+            if info != 0:
                 RX = _jittered_cholesky(S)
-            z = sla.solve_triangular(RX, Sy, trans="T")
-            dbeta = sla.solve_triangular(RX, z)
+            z, _ = _trtrs(RX, Sy, lower=0, trans=1)
+            dbeta, _ = _trtrs(RX, z, lower=0, trans=0)
             ldRX2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
             r2 = self._yty - float(cu @ cu) - float(z @ z)
         else:
@@ -268,7 +271,8 @@ class LmmObjective:
             W = np.empty_like(Wp)
             W[self.perm] = Wp
             Kt = b.ZtX - b.A_full @ self._lambda_t(tmpl, W, False)
-            Cinv = sla.cho_solve((sol.RX, False), np.eye(p))
+            Cinv, _ = _potri(sol.RX, lower=0)
+            Cinv = np.triu(Cinv) + np.triu(Cinv, 1).T
             U = W @ Cinv
         dr2 = np.zeros((nt, kmax, kmax))
         for t, term in enumerate(b.re.terms):

@@ -41,7 +41,8 @@ N_U, N_I, ITEMS_PER_U = 20_000, 2_000, 50
 FORMULA = "y ~ 1 + x + (1 | u) + (1 | i)"
 
 
-def _write_partition(k: int, nparts: int, nrows: int, out: str) -> int:
+def _write_partition(k: int, nparts: int, nrows: int, out: str,
+                     items_per_u: int = ITEMS_PER_U) -> int:
     """Simulate partition ``k`` (its block of units) and write it as Parquet."""
     import pandas as pd
 
@@ -51,10 +52,10 @@ def _write_partition(k: int, nparts: int, nrows: int, out: str) -> int:
     u0, u1 = k * N_U // nparts, (k + 1) * N_U // nparts
     rng = np.random.default_rng(1000 + k)
     units = np.repeat(np.arange(u0, u1), per_u)
-    items_of = np.stack([np.random.default_rng(10_000 + u).choice(N_I, ITEMS_PER_U,
+    items_of = np.stack([np.random.default_rng(10_000 + u).choice(N_I, items_per_u,
                                                                    replace=False)
                          for u in range(u0, u1)])
-    items = items_of[units - u0, rng.integers(0, ITEMS_PER_U, units.size)]
+    items = items_of[units - u0, rng.integers(0, items_per_u, units.size)]
     x = rng.normal(size=units.size)
     y = 1.0 + 0.5 * x + b_u[units] + c_i[items] + rng.normal(size=units.size)
     df = pd.DataFrame({"u": units.astype(np.int32), "i": items.astype(np.int32), "x": x,
@@ -76,16 +77,16 @@ def _peak_rss_mib() -> dict:
     return out
 
 
-def generate(client, out: Path, nrows: int, nparts: int) -> float:
+def generate(client, out: Path, nrows: int, nparts: int, items_per_u: int) -> float:
     stamp = out / "STAMP.json"
-    want = {"rows": nrows, "parts": nparts, "n_u": N_U, "n_i": N_I, "k": ITEMS_PER_U}
+    want = {"rows": nrows, "parts": nparts, "n_u": N_U, "n_i": N_I, "k": items_per_u}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return 0.0
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     t0 = time.perf_counter()
     futs = client.map(_write_partition, range(nparts), nparts=nparts, nrows=nrows,
-                      out=str(out), pure=False)
+                      out=str(out), items_per_u=items_per_u, pure=False)
     total = sum(client.gather(futs))
     assert total == nrows, total
     stamp.write_text(json.dumps(want))
@@ -99,6 +100,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-memory", default="8GiB")
     ap.add_argument("--dir", default="/tmp/mixeff_bench_dask")
+    ap.add_argument("--items-per-u", type=int, default=ITEMS_PER_U,
+                    help="items each u is seen on (sets the number of level pairs in Z'Z)")
+    ap.add_argument("--tag", default="", help="results_dask_TAG.json, an extra run listed "
+                    "in the section of RESULTS.md (the main run has no tag)")
     ap.add_argument("--write-results", action="store_true")
     args = ap.parse_args()
 
@@ -107,13 +112,13 @@ def main() -> None:
 
     import mixeff
 
-    out = Path(args.dir) / f"rows{args.rows}_parts{args.parts}"
+    out = Path(args.dir) / f"rows{args.rows}_parts{args.parts}_k{args.items_per_u}"
     cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                        processes=True, memory_limit=args.worker_memory,
                                        dashboard_address=None)
     client = distributed.Client(cluster)
     try:
-        t_gen = generate(client, out, args.rows, args.parts)
+        t_gen = generate(client, out, args.rows, args.parts, args.items_per_u)
         client.restart()            # fresh worker processes: their peaks are the fit's
         client_before = _peak_rss_mib()
         on_disk = sum(f.stat().st_size for f in out.glob("*.parquet"))
@@ -145,6 +150,7 @@ def main() -> None:
             "versions": {"dask": dask.__version__, "distributed": distributed.__version__,
                          "mixeff": mixeff.__version__},
             "rows": args.rows, "partitions": args.parts, "workers": args.workers,
+            "items_per_u": args.items_per_u,
             "parquet_mib": on_disk / 2**20, "formula": FORMULA,
             "levels": fit.ngroups, "q": int(fit.blocks.q),
             "zz_blocks": int(fit.blocks.blk_rt.size), "nnz_lower_m": int(fit.blocks.nnz_m),
@@ -167,9 +173,10 @@ def main() -> None:
         client.close()
         cluster.close()
     print(json.dumps(res, indent=1, default=str))
-    (HERE / "results_dask.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    name = f"results_dask_{args.tag}.json" if args.tag else "results_dask.json"
+    (HERE / name).write_text(json.dumps(res, indent=1, default=str) + "\n")
     if args.write_results:
-        write_section(res)
+        write_section(json.loads((HERE / "results_dask.json").read_text()))
 
 
 def render(res: dict) -> str:
@@ -193,7 +200,8 @@ def render(res: dict) -> str:
         f"Model `{res['formula']}`: {res['rows']:,} rows in {res['partitions']} Parquet "
         f"files ({res['parquet_mib']:.0f} MiB on disk); u {res['levels']['u']:,} levels, "
         f"i {res['levels']['i']:,} levels (q = {res['q']:,}); each u is seen on "
-        f"{ITEMS_PER_U} items, so Z'Z holds {res['zz_blocks'] - res['q']:,} level pairs; "
+        f"{res.get('items_per_u', ITEMS_PER_U)} items, so Z'Z holds "
+        f"{res['zz_blocks'] - res['q']:,} level pairs; "
         "each partition holds the rows of 2.5 % of the levels of u.",
         "",
         "| stage | seconds |",
@@ -233,11 +241,31 @@ def render(res: dict) -> str:
         "blocks (Z'Z holds one entry per observed level pair, so a design where almost "
         "every row is a new pair, e.g. ratings, needs client memory in proportion to the "
         "rows after all). Raw numbers: `benchmarks/results_dask.json`. "
+        + _extra_runs() +
         "(`run_side_by_side.py` rewrites this file; `bench_dask.py --write-results` puts "
         "this section back.)",
         MARK_END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _extra_runs() -> str:
+    """A table of the tagged runs (``results_dask_TAG.json``), e.g. more level pairs."""
+    runs = [json.loads(f.read_text()) for f in sorted(HERE.glob("results_dask_*.json"))]
+    if not runs:
+        return ""
+    rows = ["", "", "Other runs (same design, more items per u, so more level pairs in Z'Z; "
+            "`bench_dask.py --items-per-u K --tag NAME`):", "",
+            "| rows | items per u | level pairs in Z'Z | levels + blocks + fit (s) | "
+            "optimisation (s) | client peak (MiB) | worker peaks (MiB) |",
+            "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        ft = r["fit_timings_s"]
+        rows.append(f"| {r['rows']:,} | {r['items_per_u']} | {r['zz_blocks'] - r['q']:,} | "
+                    f"{r['t_fit_s']:.1f} | {ft['optimizer']:.1f} | "
+                    f"{r['client_peak_mib'].get('VmHWM', r['client_peak_mib']['ru_maxrss']):.0f}"
+                    f" | {', '.join(f'{v:.0f}' for v in r['worker_peak_mib'].values())} |")
+    return "\n".join(rows) + "\n\n"
 
 
 def write_section(res: dict) -> None:

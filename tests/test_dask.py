@@ -238,6 +238,24 @@ def test_errors_are_clear(client, data):
         mixeff.lmer("y ~ x + (1 | nope)", _ddf(data, "many"))
 
 
+def test_bad_values_in_a_partition_raise_through_the_cluster(client, data):
+    d = data.copy()
+    d.loc[2000, "x"] = np.inf
+    with pytest.raises(mixeff.DataError, match="infinite"):
+        mixeff.lmer(FORMULA, _ddf(d, "many"))
+    d = data.assign(x=np.nan)
+    with pytest.raises(mixeff.DataError, match="no rows left"):
+        mixeff.lmer(FORMULA, _ddf(d, "many"))
+
+
+def test_other_schedulers(data, reference):
+    import dask
+
+    with dask.config.set(scheduler="sync"):
+        fit = mixeff.lmer(FORMULA, _ddf(data, "shuffled"))
+    assert abs(fit.objective - reference.objective) < 1e-8
+
+
 def test_import_does_not_import_dask():
     code = ("import sys, mixeff; mixeff.lmer; mixeff.LmerFit; "
             "print(any(m == 'dask' or m.startswith('dask.') for m in sys.modules))")

@@ -194,12 +194,18 @@ def test_rows_back_as_dask_collections(client, data, reference):
                                reference.residuals(type="pearson", scaled=True)
                                .sort_index().to_numpy(), rtol=1e-6, atol=1e-6)
     aug = fit.augment().compute().sort_index()
-    ref_aug = reference.augment(influence=False).sort_index()
-    for col in (".fitted", ".resid", ".fixed", ".wtres"):
-        np.testing.assert_allclose(aug[col].to_numpy(), ref_aug[col].to_numpy(), rtol=1e-6,
+    ref_aug = reference.augment().sort_index()
+    assert list(aug.columns) == list(ref_aug.columns)
+    for col in (".fitted", ".resid", ".hat", ".cooksd", ".fixed", ".wtres"):
+        np.testing.assert_allclose(aug[col].to_numpy(), ref_aug[col].to_numpy(), rtol=1e-5,
                                    atol=1e-6)
-    with pytest.raises(NotImplementedError, match="Dask"):
-        fit.hatvalues()
+    h = fit.hatvalues().compute().sort_index()
+    np.testing.assert_allclose(h.to_numpy(), reference.hatvalues().sort_index().to_numpy(),
+                               rtol=1e-5, atol=1e-7)
+    cd = fit.cooks_distance().compute().sort_index()
+    np.testing.assert_allclose(cd.to_numpy(),
+                               reference.cooks_distance().sort_index().to_numpy(), rtol=1e-5,
+                               atol=1e-8)
     # the summary and inference run on the reduced blocks
     np.testing.assert_allclose(fit.coef_table().to_numpy(), reference.coef_table().to_numpy(),
                                rtol=1e-5)

@@ -23,10 +23,12 @@ Partitions may see any subset of the levels, arrive in any order, or be empty. D
 imported only here, and only when a Dask fit is asked for.
 
 What the fit object offers: everything computed from the blocks (``summary()``,
-``coef_table()``, ``vcov()``, ``ranef()``, ``varcorr()``, ``anova()``, ``confint()``
-except bootstrap, ``ranova()`` refits the sums); ``fitted()``, ``residuals()`` and
-``augment()`` come back as Dask collections computed partition by partition. Hat values
-and Cook's distances are not available.
+``coef_table()``, ``vcov()``, ``ranef()``, ``varcorr()``, ``anova()`` of all types,
+``confint()`` but the bootstrap, ``refit(reml=...)``, ``update()`` refits from the Dask
+data); ``fitted()``, ``residuals()``, ``hatvalues()``, ``cooks_distance()`` and
+``augment()`` come back as Dask collections computed partition by partition.
+``ranova()``, ``simulate()`` and predictions on the fitted rows are not available
+(``predict(newdata)`` on a pandas DataFrame is).
 """
 
 from __future__ import annotations
@@ -819,35 +821,110 @@ def _standin_x(R: np.ndarray, xsum: np.ndarray, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def _predict_chunk(df: pd.DataFrame, plan: _Plan, keep: np.ndarray, beta: np.ndarray,
-                   bs: list[np.ndarray], what: str, sigma: float) -> pd.DataFrame | pd.Series:
+def _influence(fit) -> dict:
+    """What the hat values need besides the rows (as :func:`mixeff._tidy.hat_values`).
+
+    ``M^{-1}`` on every level pair of ``Z'Z`` (a row's pairs are always among them) and
+    ``G = L^-T R_ZX`` per term, from the factor at the estimate; ``R_X``.
+    """
+    obj = fit._obj
+    b = fit.blocks
+    terms = fit.structure.terms
+    sel = obj.selected_inverse(fit.theta)
+    pairs = {}
+    for s, ts in enumerate(terms):
+        for t in range(s + 1):
+            tt = terms[t]
+            if s == t:
+                lv = np.arange(ts.nlevels, dtype=np.int64)
+                keys = lv * tt.nlevels + lv
+            else:
+                mask = (b.blk_rt == s) & (b.blk_ct == t) & ~b.blk_diag
+                keys = np.sort(b.blk_rl[mask] * tt.nlevels + b.blk_cl[mask])
+            ls, lt = keys // tt.nlevels, keys % tt.nlevels
+            i = np.arange(ts.k)[None, :, None]
+            j = np.arange(tt.k)[None, None, :]
+            gr = ts.offset + ls[:, None, None] * ts.k + i + 0 * j
+            gc = tt.offset + lt[:, None, None] * tt.k + j + 0 * i
+            vals = sel.entries(gr.ravel(), gc.ravel()).reshape(keys.size, ts.k, tt.k)
+            pairs[(s, t)] = (keys, vals)
+    p = b.p
+    G = []
+    if p:
+        obj._current(fit.theta)
+        Gp = obj._chol.solve_Lt(fit._sol.RZX)
+        Gfull = np.empty_like(Gp)
+        Gfull[obj.perm] = Gp
+        G = [Gfull[t.offset : t.offset + t.size].reshape(t.nlevels, t.k, p) for t in terms]
+    return {"pairs": pairs, "G": G, "RX": np.asarray(fit._sol.RX, dtype=np.float64)}
+
+
+def _hat(r: _Rows, ctx: dict, A: list[np.ndarray], codes: list[np.ndarray]) -> np.ndarray:
+    import scipy.linalg
+
+    infl = ctx["influence"]
+    plan = ctx["plan"]
+    n = r.y.shape[0]
+    quad = np.zeros(n)
+    for (s, t), (keys, vals) in infl["pairs"].items():
+        idx = np.searchsorted(keys, codes[s] * plan.nlev[t] + codes[t])
+        qf = np.einsum("ni,nij,nj->n", A[s], vals[idx], A[t])
+        quad += qf if s == t else 2.0 * qf
+    if infl["G"]:
+        rr = np.array(r.X[:, ctx["keep"]], dtype=np.float64, order="C")
+        for ti, Gt in enumerate(infl["G"]):
+            rr -= np.einsum("nk,nkp->np", A[ti], Gt[codes[ti]])
+        cr = scipy.linalg.solve_triangular(infl["RX"], rr.T, trans="T")
+        quad += np.einsum("pn,pn->n", cr, cr)
+    return quad if r.w is None else quad * r.w
+
+
+def _predict_chunk(df: pd.DataFrame, ctx: dict, what: str) -> pd.DataFrame | pd.Series:
     from . import _kernels as K
 
+    plan = ctx["plan"]
     r = _evaluate_rows(df, plan)
     n = r.y.shape[0]
-    fixed = r.X[:, keep] @ beta if beta.size else np.zeros(n)
+    beta = ctx["beta"]
+    fixed = r.X[:, ctx["keep"]] @ beta if beta.size else np.zeros(n)
     eta = fixed.copy()
+    codes, A = [], []
     for ti, si in enumerate(plan.order):
         t = plan.pf.random[si]
-        eta += K.term_linear_predictor(r.codes[t.label], np.ascontiguousarray(r.mats[t.expr]),
-                                       bs[ti])
+        Z = np.ascontiguousarray(r.mats[t.expr])
+        codes.append(r.codes[t.label])
+        eta += K.term_linear_predictor(codes[-1], Z, ctx["b"][ti])
+        if ctx.get("influence") is not None:
+            k = Z.shape[1]
+            A.append(Z @ ctx["tmpl"][ti, :k, :k])
     off = np.zeros(n) if r.offset is None else r.offset
     fixed = fixed + off
     mu = eta + off
     w = np.ones(n) if r.w is None else r.w
     resid = r.y - mu
+    index = df.index[r.pos]
     if what == "fitted":
-        return pd.Series(mu, index=df.index[r.pos], name="fitted")
+        return pd.Series(mu, index=index, name="fitted")
     if what.startswith("residuals"):
         _, typ, scaled = what.split(":")
         res = resid * np.sqrt(w) if typ == "pearson" else resid
         if scaled == "1":
-            res = res / sigma
-        return pd.Series(res, index=df.index[r.pos], name="residuals")
+            res = res / ctx["sigma"]
+        return pd.Series(res, index=index, name="residuals")
+    cols: dict[str, np.ndarray] = {".fitted": mu, ".resid": resid}
+    if ctx.get("influence") is not None:
+        h = _hat(r, ctx, A, codes)
+        if what == "hat":
+            return pd.Series(h, index=index, name="hat")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cd = (resid * np.sqrt(w) / (1.0 - h)) ** 2 * h / (ctx["sigma"] ** 2 * beta.size)
+        cd[np.isinf(cd)] = np.nan
+        if what == "cooksd":
+            return pd.Series(cd, index=index, name="cooksd")
+        cols.update({".hat": h, ".cooksd": cd})
     out = df.iloc[r.pos].copy()
-    cols = {".fitted": mu, ".resid": resid, ".fixed": fixed, ".mu": mu, ".offset": off,
-            ".sqrtXwt": np.sqrt(w), ".sqrtrwt": np.sqrt(w), ".weights": w,
-            ".wtres": np.sqrt(w) * resid}
+    cols.update({".fixed": fixed, ".mu": mu, ".offset": off, ".sqrtXwt": np.sqrt(w),
+                 ".sqrtrwt": np.sqrt(w), ".weights": w, ".wtres": np.sqrt(w) * resid})
     for k, v in cols.items():
         out[k] = v
     return out
@@ -862,12 +939,18 @@ class DaskFitInfo:
     keep: np.ndarray
     weighted: bool
 
-    def _map(self, fit, what: str, meta):
+    def _map(self, fit, what: str, meta, influence: bool = False):
+        import dask
+
         nt = len(fit.structure.terms)
-        bs = [np.ascontiguousarray(fit._term_b(ti)) for ti in range(nt)]
-        beta = np.asarray(fit._sol.beta, dtype=np.float64)
-        return self.ddf.map_partitions(_predict_chunk, self.plan, self.keep, beta, bs, what,
-                                       float(fit.sigma), meta=meta)
+        ctx = {"plan": self.plan, "keep": self.keep,
+               "beta": np.asarray(fit._sol.beta, dtype=np.float64),
+               "b": [np.ascontiguousarray(fit._term_b(ti)) for ti in range(nt)],
+               "sigma": float(fit.sigma), "tmpl": fit.structure.templates(fit.theta),
+               "influence": _influence(fit) if influence else None}
+        # one copy of the context in the graph, shared by the partitions' tasks
+        return self.ddf.map_partitions(_predict_chunk, dask.delayed(ctx, traverse=False),
+                                       what, meta=meta)
 
     def fitted(self, fit):
         """Fitted values as a Dask Series (index of the used rows)."""
@@ -880,13 +963,22 @@ class DaskFitInfo:
         return self._map(fit, f"residuals:{type}:{int(bool(scaled))}",
                          pd.Series(dtype=np.float64, name="residuals"))
 
-    def augment(self, fit):
+    def hatvalues(self, fit):
+        """Hat values (lme4's ``hatvalues``) as a Dask Series."""
+        return self._map(fit, "hat", pd.Series(dtype=np.float64, name="hat"), True)
+
+    def cooks_distance(self, fit):
+        """Cook's distances (lme4's ``cooks.distance``) as a Dask Series."""
+        return self._map(fit, "cooksd", pd.Series(dtype=np.float64, name="cooksd"), True)
+
+    def augment(self, fit, influence: bool = True):
         """The data with ``.fitted``, ``.resid``, ... as a Dask DataFrame."""
         meta = self.ddf._meta.copy()
-        for k in (".fitted", ".resid", ".fixed", ".mu", ".offset", ".sqrtXwt", ".sqrtrwt",
-                  ".weights", ".wtres"):
+        names = [".fitted", ".resid"] + ([".hat", ".cooksd"] if influence else [])
+        for k in names + [".fixed", ".mu", ".offset", ".sqrtXwt", ".sqrtrwt", ".weights",
+                          ".wtres"]:
             meta[k] = pd.Series(dtype=np.float64)
-        return self._map(fit, "augment", meta)
+        return self._map(fit, "augment", meta, influence)
 
     @staticmethod
     def unavailable(what: str):

@@ -429,26 +429,26 @@ class LmerFit:
     def augment(self, data=None, *, influence: bool = True) -> pd.DataFrame:
         """The data with fitted values, residuals and influence (broom.mixed's ``augment``).
 
-        For a fit from Dask data: a Dask DataFrame, without ``.hat`` and ``.cooksd``.
+        For a fit from Dask data: a Dask DataFrame, computed partition by partition.
         """
         if getattr(self, "_dask_info", None) is not None:
-            return self._dask_info.augment(self)
+            return self._dask_info.augment(self, influence)
         from ._tidy import augment
 
         return augment(self, data, influence=influence)
 
     def hatvalues(self) -> pd.Series:
         """Diagonal of the hat matrix, as lme4's ``hatvalues``."""
-        if getattr(self, "_dask_info", None) is not None:
-            self._dask_info.unavailable("hatvalues()")
+        if getattr(self, "_dask_info", None) is not None:   # a Dask Series
+            return self._dask_info.hatvalues(self)
         from ._tidy import hat_values
 
         return hat_values(self)
 
     def cooks_distance(self) -> pd.Series:
         """Cook's distances, as lme4's ``cooks.distance``."""
-        if getattr(self, "_dask_info", None) is not None:
-            self._dask_info.unavailable("cooks_distance()")
+        if getattr(self, "_dask_info", None) is not None:   # a Dask Series
+            return self._dask_info.cooks_distance(self)
         from ._tidy import cooks_distance
 
         return cooks_distance(self)

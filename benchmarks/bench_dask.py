@@ -135,6 +135,9 @@ def main() -> None:
         r = fit.residuals(type="pearson", scaled=True)
         r_mean, r_sd, r_n = dask.compute(r.mean(), r.std(), r.count())
         t_resid = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        (trace_h,) = dask.compute(fit.hatvalues().sum())
+        t_hat = time.perf_counter() - t0
 
         client_peak = _peak_rss_mib()
         workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -155,7 +158,8 @@ def main() -> None:
             "levels": fit.ngroups, "q": int(fit.blocks.q),
             "zz_blocks": int(fit.blocks.blk_rt.size), "nnz_lower_m": int(fit.blocks.nnz_m),
             "t_generate_s": t_gen, "t_fit_s": t_fit, "fit_timings_s": fit.timings,
-            "t_coef_table_s": t_coef, "t_residuals_s": t_resid,
+            "t_coef_table_s": t_coef, "t_residuals_s": t_resid, "t_hat_s": t_hat,
+            "trace_hat": float(trace_h),
             "n_evaluations": fit.n_evaluations, "optimizer": fit.optsum.method,
             "converged": fit.converged,
             "objective": fit.objective, "fixef": fit.fixef.to_dict(),
@@ -216,6 +220,8 @@ def render(res: dict) -> str:
         f"| `coef_table()` (Satterthwaite df, on the blocks) | {res['t_coef_table_s']:.1f} |",
         f"| scaled residuals' mean and SD, partition by partition (a third pass) | "
         f"{res['t_residuals_s']:.1f} |",
+        f"| hat values partition by partition, their sum (trace of H: "
+        f"{res['trace_hat']:,.1f}) | {res['t_hat_s']:.1f} |",
         "",
         "| process | peak resident memory (MiB) |",
         "|---|---|",

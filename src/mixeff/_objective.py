@@ -162,8 +162,17 @@ class LmmObjective:
         return out if B.ndim == 2 else out[:, 0]
 
     def solve(self, theta: np.ndarray) -> Solution:
-        """Evaluate at ``theta`` and keep the pieces (factor, beta, r^2...)."""
+        """Evaluate at ``theta`` and keep the pieces (factor, beta, r^2...).
+
+        The factor holds the last ``theta`` evaluated: asking again for that ``theta``
+        (the optimiser's final point, the centre of a difference stencil, the fit
+        object) returns the kept solution without refactoring.
+        """
         theta = np.asarray(theta, dtype=np.float64)
+        last = self._last
+        if last is not None and last.theta.shape == theta.shape and \
+                np.array_equal(last.theta, theta):
+            return last
         b = self.blocks
         n, p = b.n, b.p
         tmpl = b.re.templates(theta)
@@ -209,10 +218,7 @@ class LmmObjective:
         return self.solve(theta).objective
 
     def _current(self, theta: np.ndarray) -> Solution:
-        s = self._last
-        if s is None or s.theta.shape != np.shape(theta) or not np.array_equal(s.theta, theta):
-            s = self.solve(theta)
-        return s
+        return self.solve(theta)
 
     def u_hat(self, sol: Solution) -> np.ndarray:
         """Spherical conditional modes ``u`` (original order) at a solution."""

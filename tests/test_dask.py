@@ -210,6 +210,14 @@ def test_rows_back_as_dask_collections(client, data, reference):
     np.testing.assert_allclose(fit.coef_table().to_numpy(), reference.coef_table().to_numpy(),
                                rtol=1e-5)
     assert "REML criterion" in str(fit.summary())
+    from mixeff._summary import quantile7
+
+    np.testing.assert_allclose(fit.summary().residual_quantiles().to_numpy(),
+                               quantile7(res.to_numpy()), rtol=1e-12)
+    np.testing.assert_allclose(fit._dask_info.residual_quantiles(fit, nbins=4),
+                               quantile7(res.to_numpy()), rtol=1e-12)
+    np.testing.assert_allclose(fit.summary().residual_quantiles().to_numpy(),
+                               reference.summary().residual_quantiles().to_numpy(), rtol=1e-5)
 
 
 def test_inference_on_the_blocks(client, data):

@@ -971,6 +971,65 @@ class DaskFitInfo:
         """Cook's distances (lme4's ``cooks.distance``) as a Dask Series."""
         return self._map(fit, "cooksd", pd.Series(dtype=np.float64, name="cooksd"), True)
 
+    def residual_quantiles(self, fit, probs=(0.0, 0.25, 0.5, 0.75, 1.0),
+                           nbins: int = 1 << 16) -> np.ndarray:
+        """R's type-7 quantiles of the scaled Pearson residuals, exactly, without the rows.
+
+        Three passes over the partitions: minimum, maximum and count; a histogram; then
+        only the values in the bins that hold the order statistics needed.
+        """
+        import math
+
+        import dask
+
+        r = self.residuals(fit, "pearson", True)
+        lo, hi, n = dask.compute(r.min(), r.max(), r.count())
+        n = int(n)
+        if n == 0:
+            return np.full(len(probs), np.nan)
+        ranks = {}
+        for p in probs:
+            index = (n - 1) * p
+            ranks[p] = (index, math.floor(index), math.ceil(index))
+        need = sorted({k for _, a, b in ranks.values() for k in (a, b)})
+        if hi > lo:
+            parts = r.to_delayed()
+            width = (hi - lo) / nbins
+
+            def binned(x: pd.Series) -> np.ndarray:
+                return np.clip(((x.to_numpy() - lo) / width).astype(np.int64), 0, nbins - 1)
+
+            def hist(x):
+                return np.bincount(binned(x), minlength=nbins)
+
+            counts = sum(dask.compute(*[dask.delayed(hist)(q) for q in parts]))
+            cum = np.cumsum(counts)
+            bins = np.unique(np.searchsorted(cum, np.asarray(need), side="right"))
+
+            def pick(x):
+                v = x.to_numpy()
+                return v[np.isin(binned(x), bins)]
+
+            vals = np.sort(np.concatenate(dask.compute(*[dask.delayed(pick)(q)
+                                                         for q in parts])))
+            start = np.concatenate([[0], cum])[bins]   # rank of each bin's first value
+            offs = np.concatenate([[0], np.cumsum(counts[bins])])
+            order = {}
+            for k in need:
+                j = int(np.searchsorted(bins, np.searchsorted(cum, k, side="right")))
+                order[k] = vals[offs[j] + (k - start[j])]
+        else:
+            order = {k: lo for k in need}
+        out = []
+        for p in probs:
+            index, a, b = ranks[p]
+            q = order[a]
+            if index > a and order[b] != q:
+                h = index - a
+                q = (1 - h) * q + h * order[b]
+            out.append(q)
+        return np.array(out, dtype=np.float64)
+
     def augment(self, fit, influence: bool = True):
         """The data with ``.fitted``, ``.resid``, ... as a Dask DataFrame."""
         meta = self.ddf._meta.copy()

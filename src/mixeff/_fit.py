@@ -488,7 +488,14 @@ class LmerFit:
         """A summary laid out like lme4's ``summary(lmer(...))`` (print it)."""
         from ._summary import LmerSummary
 
-        return LmerSummary(self)
+        out = LmerSummary(self)
+        if getattr(self, "_dask_info", None) is not None:   # exact, without the rows
+            from functools import cache
+
+            out.residual_quantiles = cache(lambda: pd.Series(
+                self._dask_info.residual_quantiles(self),
+                index=["Min", "1Q", "Median", "3Q", "Max"]))
+        return out
 
     def __repr__(self) -> str:
         method = "REML" if self.reml else "ML"

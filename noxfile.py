@@ -12,9 +12,26 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 
+def _install_scikit_sparse(session: nox.Session) -> None:
+    """Install the scikit-sparse that builds against the system's SuiteSparse.
+
+    0.4.x for SuiteSparse <= 6 (Debian 12), 0.5.x otherwise, as scripts/install.sh
+    chooses; left to pip when dpkg cannot tell.
+    """
+    found = ""
+    if shutil.which("dpkg-query"):
+        found = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libsuitesparse-dev"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+    if found:
+        major = re.match(r"(?:\d+:)?(\d+)", found)
+        old = major is not None and int(major.group(1)) <= 6
+        session.install("scikit-sparse>=0.4.12,<0.5" if old else "scikit-sparse>=0.5")
+
+
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Run the test suite (reference comparisons read stored JSON; no R needed)."""
+    _install_scikit_sparse(session)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
@@ -29,6 +46,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmarks: pytest-benchmark suites, then the side-by-side runner against lme4."""
+    _install_scikit_sparse(session)
     session.install("-e", ".[test]")
     # the Python peers compared side by side, and what the runner writes with
     session.install("statsmodels", "mixedlm", "lme-python", "pyarrow")
@@ -44,15 +62,7 @@ def docs(session: nox.Session) -> None:
     Markdown, autodoc + napoleon for the API reference) builds the pages, with warnings
     as errors. The builders are installed here only, not as dependencies of mixeff.
     """
-    # scikit-sparse must fit the system's SuiteSparse, as scripts/install.sh chooses it
-    found = ""
-    if shutil.which("dpkg-query"):
-        found = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libsuitesparse-dev"],
-                               capture_output=True, text=True, check=False).stdout.strip()
-    if found:
-        major = re.match(r"(?:\d+:)?(\d+)", found)
-        old = major is not None and int(major.group(1)) <= 6
-        session.install("scikit-sparse>=0.4.12,<0.5" if old else "scikit-sparse>=0.5")
+    _install_scikit_sparse(session)
     session.install("-e", ".[test]")
     session.install("sphinx>=7", "myst-parser>=2")
     session.run("pytest", "-q", "tests/test_docs.py")

@@ -257,6 +257,12 @@ def test_bad_values_in_a_partition_raise_through_the_cluster(client, data):
     d.loc[2000, "x"] = np.inf
     with pytest.raises(mixeff.DataError, match="infinite"):
         mixeff.lmer(FORMULA, _ddf(d, "many"))
+    d = data.assign(x=data["x"] * 1e-200)
+    with pytest.raises(mixeff.DataError, match="too small") as err:
+        mixeff.lmer(FORMULA, _ddf(d, "many"))
+    with pytest.raises(mixeff.DataError) as err_mem:
+        mixeff.lmer(FORMULA, d)
+    assert str(err.value) == str(err_mem.value)
     d = data.assign(x=np.nan)
     with pytest.raises(mixeff.DataError, match="no rows left"):
         mixeff.lmer(FORMULA, _ddf(d, "many"))

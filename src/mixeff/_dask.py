@@ -575,11 +575,16 @@ def _sums_chunk(df: pd.DataFrame, plan: _Plan) -> dict:
         np.array([np.inf, -np.inf, 0.0])
     if n and r.offset is not None:
         rng[2] = max(rng[2], float(np.max(np.abs(r.offset))))
+    # largest |value| * sqrt(w) of each column (the in-memory design's scale check)
+    sw = np.sqrt(w)
+    cols = [yo] + [r.X[:, j] for j in range(p)]
+    cols += [Z[:, j] for Z in r.mats.values() for j in range(Z.shape[1])]
+    scale = np.array([float(np.max(np.abs(v) * sw)) if n else 0.0 for v in cols])
     return {"n": n, "counts": np.array([len(df), r.n_na, r.n_zero, r.n_nan], dtype=np.int64),
             "XYtXY": XYtXY, "R": R, "xsum": r.X.sum(axis=0), "diag": diag, "ztxy": ztxy,
             "pairs": pairs,
             "sum_log_w": float(np.sum(np.log(w))) if r.w is not None else 0.0,
-            "range": rng}
+            "range": rng, "scale": scale}
 
 
 def _merge_pairs(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -614,7 +619,8 @@ def _sums_combine(*parts: dict) -> dict:
             "ztxy": [sum(p["ztxy"][t] for p in parts) for t in range(len(first["ztxy"]))],
             "pairs": {k: _merge_pairs([p["pairs"][k] for p in parts])
                       for k in first["pairs"]},
-            "sum_log_w": sum(p["sum_log_w"] for p in parts), "range": rng}
+            "sum_log_w": sum(p["sum_log_w"] for p in parts), "range": rng,
+            "scale": np.maximum.reduce([p["scale"] for p in parts])}
 
 
 def _say(msg: str) -> None:
@@ -748,6 +754,8 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     if p >= n:
         raise DataError(f"the fixed effects have {p} linearly independent columns for {n} "
                         "observations: no residual degrees of freedom are left")
+    _check_scale(plan, s["scale"], keep, n, plan.weights_col is not None,
+                 offset=plan.offset_col is not None or bool(pf.offset_exprs))
     rmin, rmax, size = s["range"]
     if rmax - rmin <= 64 * np.finfo(float).eps * size:
         raise DataError(f"response {plan.response_name!r} is constant: with zero variance "
@@ -787,6 +795,32 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     fit._dask_info = DaskFitInfo(ddf=ddf, plan=plan, keep=keep,
                                  weighted=plan.weights_col is not None)
     return fit
+
+
+def _check_scale(plan: _Plan, scale: np.ndarray, keep: np.ndarray, n: int,
+                 weighted: bool, offset: bool) -> None:
+    """Values whose cross-products overflow or underflow (as the in-memory design)."""
+    from ._design import _MAX_SCALE, _MIN_SCALE
+
+    rname = f"response {plan.response_name!r}" + (" minus the offset" if offset else "")
+    what = [rname] + [f"fixed-effects column {nm!r}" for nm in plan.xnames_full]
+    use = [True] + list(keep)
+    labels = {}
+    for t in plan.pf.random:
+        labels.setdefault(t.expr, t.label)
+    for expr in plan.term_specs:
+        what += [f"column {nm!r} of the random-effects term ({expr} | {labels[expr]})"
+                 for nm in plan.term_colnames[expr]]
+        use += [True] * len(plan.term_colnames[expr])
+    times = " (times the square root of the weights)" if weighted else ""
+    for w, a, u in zip(what, scale, use, strict=True):
+        if not u or a == 0.0:
+            continue
+        if a * np.sqrt(n) > _MAX_SCALE or a < _MIN_SCALE:
+            size = "large" if a > 1.0 else "small"
+            raise DataError(f"{w}{times} has values too {size} to fit (largest |value| "
+                            f"{a:.3g}; cross-products need magnitudes between "
+                            f"{_MIN_SCALE:g} and {_MAX_SCALE:g}): rescale it")
 
 
 def _standin_x(R: np.ndarray, xsum: np.ndarray, n: int) -> np.ndarray:

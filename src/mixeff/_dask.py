@@ -669,6 +669,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
         _independent_columns,
         _run_checks,
     )
+    from ._errors import MixeffError
     from ._fit import LmerFit
     from ._formula import ParsedFormula, parse_formula
     from ._lambda import ReStructure
@@ -781,10 +782,21 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
         obj = LmmObjective(blocks, reml=reml)
         t4 = time.perf_counter()
         method = choose_optimizer(obj) if optimizer == "auto" else optimizer
-        optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
-                                verbose=verbose)
-        t5 = time.perf_counter()
-        optsum.messages.extend(check_convergence(obj, optsum))
+        try:
+            optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
+                                    verbose=verbose)
+            t5 = time.perf_counter()
+            optsum.messages.extend(check_convergence(obj, optsum))
+        except MixeffError:
+            raise
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError,
+                ZeroDivisionError) as err:   # as the in-memory fit (lme4 stops here too)
+            from . import _api
+
+            breakdown = getattr(_api, "_breakdown", None)
+            if breakdown is None:
+                raise
+            raise breakdown(design, method, err) from err
         t6 = time.perf_counter()
         fit = LmerFit(design=design, structure=re, blocks=blocks, objective_fn=obj,
                       optsum=optsum, term_order=list(plan.order))

@@ -164,6 +164,10 @@ def test_parquet_glob_and_weights_offset(client, data, tmp_path):
     fd = mixeff.lmer(form, str(tmp_path / "part-*.parquet"), weights="w", offset="o",
                      reml=False)
     _same_fit(fd, fm)
+    np.testing.assert_allclose(fd.coef_table().to_numpy(), fm.coef_table().to_numpy(),
+                               rtol=1e-5)
+    with pytest.raises(NotImplementedError, match="Kenward-Roger"):
+        fd.anova(ddf="Kenward-Roger")
 
 
 def test_collinear_columns_dropped_as_in_memory(client, data):

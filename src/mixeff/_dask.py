@@ -765,10 +765,8 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     re = ReStructure([pf.random[i].label for i in plan.order],
                      [list(plan.term_colnames[pf.random[i].expr]) for i in plan.order],
                      list(plan.nlev))
-    offs = [t.offset for t in re.terms]
     ZtXY = np.vstack([z.reshape(-1, p_full + 1) for z in s["ztxy"]])[:, idx]
     XYtXY = s["XYtXY"][np.ix_(idx, idx)]
-    del offs
     blocks = assemble_blocks(re, s["diag"], s["pairs"], ZtXY, XYtXY, n, s["sum_log_w"])
     xsum = s["xsum"][keep]
     del s
@@ -1084,6 +1082,14 @@ class DaskFitInfo:
                           ".wtres"]:
             meta[k] = pd.Series(dtype=np.float64)
         return self._map(fit, "augment", meta, influence)
+
+    def check_kenward_roger(self) -> None:
+        """Kenward-Roger needs pbkrtest's unweighted cross-products for a weighted fit."""
+        if self.weighted:
+            raise NotImplementedError(
+                "Kenward-Roger df for a weighted fit from Dask data: pbkrtest's unweighted "
+                "cross-products are not computed from the partitions; use "
+                "ddf='Satterthwaite'")
 
     @staticmethod
     def unavailable(what: str):

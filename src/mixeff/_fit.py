@@ -285,6 +285,8 @@ class LmerFit:
             Indexed by fixed-effect name; columns ``Estimate``, ``Std. Error``, ``df``,
             ``t value``, ``Pr(>|t|)`` (the last two absent for ``"lme4"``).
         """
+        if ddf == "Kenward-Roger" and getattr(self, "_dask_info", None) is not None:
+            self._dask_info.check_kenward_roger()
         names = list(self.design.xnames)
         beta = self._sol.beta
         if ddf == "lme4":
@@ -322,6 +324,8 @@ class LmerFit:
             The F test (``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``,
             ``Pr(>F)``) or the t tests (as :meth:`coef_table`).
         """
+        if ddf == "Kenward-Roger" and getattr(self, "_dask_info", None) is not None:
+            self._dask_info.check_kenward_roger()
         names = list(self.design.xnames)
         if isinstance(L, pd.DataFrame):
             missing = [c for c in L.columns if c not in names]
@@ -363,6 +367,8 @@ class LmerFit:
             Indexed by term label; columns ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``,
             ``F value``, ``Pr(>F)``. Its ``attrs["heading"]`` holds lmerTest's title.
         """
+        if ddf == "Kenward-Roger" and getattr(self, "_dask_info", None) is not None:
+            self._dask_info.check_kenward_roger()
         from ._anova import anova_table
 
         return anova_table(self, type=type, ddf=ddf)

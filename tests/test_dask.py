@@ -168,6 +168,7 @@ def test_parquet_glob_and_weights_offset(client, data, tmp_path):
                                rtol=1e-5)
     with pytest.raises(NotImplementedError, match="Kenward-Roger"):
         fd.anova(ddf="Kenward-Roger")
+    assert "Weights: w" in str(fd.summary())
 
 
 def test_collinear_columns_dropped_as_in_memory(client, data):

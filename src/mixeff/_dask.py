@@ -802,6 +802,10 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
                    "analysis": t4 - t3, "optimizer": t5 - t4, "checks": t6 - t5,
                    "fit_object": time.perf_counter() - t6}
     fit.data = ddf
+    if plan.weights_col is not None:     # printed by summary() as R prints the call's
+        fit.weights_name = plan.weights_col
+    if plan.offset_col is not None:
+        fit.offset_name = plan.offset_col
     fit._dask_info = DaskFitInfo(ddf=ddf, plan=plan, keep=keep,
                                  weighted=plan.weights_col is not None)
     return fit

@@ -244,10 +244,26 @@ def test_inference_on_the_blocks(client, data):
     small = fd.update(". ~ . - c")       # refits from the Dask data
     assert small.nobs == fd.nobs
     assert type(small.fitted()).__module__.split(".")[0] in ("dask", "dask_expr")
-    with pytest.raises(NotImplementedError, match="mixeff.anova"):
-        fd.ranova()
+    a, b = fd.ranova(), fm.ranova()
+    assert list(a.index) == list(b.index)
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-6)
     with pytest.raises(NotImplementedError, match="Dask"):
         fd.simulate(1)
+
+
+@pytest.mark.parametrize("form", ["y ~ x + (1 + x | u) + (1 | i)",
+                                  "y ~ x + (0 + x | u) + (1 | i)",
+                                  "y ~ x + (x || u) + (1 | c)",
+                                  "y ~ x + f + (1 | u)"])
+def test_ranova(client, data, form):
+    fm = mixeff.lmer(form, data, reml=False)
+    fd = mixeff.lmer(form, _ddf(data, "levels"), reml=False)
+    for reduce_terms in (True, False):
+        a, b = fd.ranova(reduce_terms), fm.ranova(reduce_terms)
+        assert list(a.index) == list(b.index)
+        assert a.attrs == b.attrs
+        np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-6,
+                                   atol=1e-6)
 
 
 def test_errors_are_clear(client, data):

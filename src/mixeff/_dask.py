@@ -24,11 +24,11 @@ imported only here, and only when a Dask fit is asked for.
 
 What the fit object offers: everything computed from the blocks (``summary()``,
 ``coef_table()``, ``vcov()``, ``ranef()``, ``varcorr()``, ``anova()`` of all types,
-``confint()`` but the bootstrap, ``refit(reml=...)``, ``update()`` refits from the Dask
-data); ``fitted()``, ``residuals()``, ``hatvalues()``, ``cooks_distance()`` and
-``augment()`` come back as Dask collections computed partition by partition.
-``ranova()``, ``simulate()`` and predictions on the fitted rows are not available
-(``predict(newdata)`` on a pandas DataFrame is).
+``confint()`` but the bootstrap, ``refit(reml=...)``, ``ranova()`` (mostly from the
+blocks), ``update()`` refits from the Dask data); ``fitted()``, ``residuals()``,
+``hatvalues()``, ``cooks_distance()`` and ``augment()`` come back as Dask collections
+computed partition by partition. ``simulate()`` and predictions on the fitted rows are not
+available (``predict(newdata)`` on a pandas DataFrame is).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class _Plan:
     nlev: list[int] = field(default_factory=list)   # storage order
 
 
-def _make_plan(pf, meta: pd.DataFrame, weights, offset) -> _Plan:
+def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=()) -> _Plan:
     """Resolve the names of the formula against the columns (as build_design step 1)."""
     from ._design import (
         _BACKTICK_RE,
@@ -178,7 +178,7 @@ def _make_plan(pf, meta: pd.DataFrame, weights, offset) -> _Plan:
                 if c in cols.names and c not in cat_cols:
                     cat_cols.append(c)
     used = list(cols.used)
-    for c in (vec["weights"], vec["offset"]):
+    for c in (vec["weights"], vec["offset"], *extra_used):
         if c is not None and c not in used:
             used.append(c)
     floatcheck = [c for c in cols.numeric if _is_numeric(meta[c].dtype)]
@@ -651,7 +651,8 @@ def _tree_reduce(ddf, chunk, combine, plan: _Plan, split_every: int):
 def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
               optimizer: str = "auto", check_nlev: str = "stop",
               check_nobs_vs_nre: str = "stop", verbose: bool = False,
-              blas_threads: int | None = 1, split_every: int = _SPLIT_EVERY):
+              blas_threads: int | None = 1, split_every: int = _SPLIT_EVERY,
+              extra_used: tuple[str, ...] = ()):
     """Fit a linear mixed model to a Dask DataFrame (or Parquet files), as :func:`lmer`.
 
     The rows are evaluated and summed on the Dask workers of the active scheduler; only
@@ -690,7 +691,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     if not pf.random:
         raise FormulaError("no random-effects terms in the formula; use mixeff.lm",
                            pf.text, None)
-    plan = _make_plan(pf, meta, weights, offset)
+    plan = _make_plan(pf, meta, weights, offset, extra_used)
     work = ddf[plan.used]
 
     lv = _tree_reduce(work, _levels_chunk, _levels_combine, plan, split_every)
@@ -835,6 +836,104 @@ def _check_scale(plan: _Plan, scale: np.ndarray, keep: np.ndarray, n: int,
             raise DataError(f"{w}{times} has values too {size} to fit (largest |value| "
                             f"{a:.3g}; cross-products need magnitudes between "
                             f"{_MIN_SCALE:g} and {_MAX_SCALE:g}): rescale it")
+
+
+def _lm_loglik(b, reml: bool) -> tuple[float, int]:
+    """(REML) log-likelihood of the linear model of the fixed part, from the blocks.
+
+    R's ``logLik(lm(...), REML = reml)`` with the prior weights, as
+    :func:`mixeff._compare.lm_loglik` computes it from the rows.
+    """
+    import scipy.linalg
+
+    n, p = b.n, b.p
+    if p:
+        R = scipy.linalg.cholesky(b.XtX, lower=False)
+        c = scipy.linalg.solve_triangular(R, b.Xty, trans="T")
+        rss = float(b.yty - c @ c)
+        logdet = 2.0 * float(np.sum(np.log(np.abs(np.diag(R)))))
+    else:
+        rss, logdet = float(b.yty), 0.0
+    nn = n - p if reml else n
+    ll = 0.5 * (b.sum_log_w - nn * (np.log(2.0 * np.pi) + 1.0 - np.log(nn) + np.log(rss)))
+    if reml:
+        ll -= 0.5 * logdet
+    return float(ll), p + 1
+
+
+def _subfit(fit, new_design, keep_cols: dict, dropped: int | None):
+    """Fit a model whose random terms are some of ``fit``'s (or some of their columns).
+
+    Its blocks are selections of ``fit``'s blocks: no pass over the rows.
+    """
+    from ._api import choose_optimizer
+    from ._blocks import assemble_blocks
+    from ._fit import LmerFit
+    from ._lambda import ReStructure, lme4_term_order
+    from ._objective import LmmObjective
+    from ._optimizer import minimize_theta
+
+    b = fit.blocks
+    old = fit.structure.terms
+    # formula index -> (old storage index, columns kept)
+    sel = []
+    for f in range(len(fit.design.terms)):
+        if f == dropped:
+            continue
+        ot = fit.term_order.index(f)
+        cols = keep_cols.get(f) or list(range(old[ot].k))
+        sel.append((ot, np.asarray(cols, dtype=np.int64)))
+    order = lme4_term_order([old[ot].nlevels for ot, _ in sel])
+    new = [sel[i] for i in order]
+    newpos = {ot: j for j, (ot, _) in enumerate(new)}
+    re = ReStructure([old[ot].label for ot, _ in new],
+                     [[old[ot].colnames[c] for c in cols] for ot, cols in new],
+                     [old[ot].nlevels for ot, _ in new])
+
+    def values(mask, kr, kc):
+        vo = b.blk_vo[mask]
+        return b.vals[vo[:, None] + np.arange(kr * kc)].reshape(vo.size, kr, kc)
+
+    diag = []
+    for ot, cols in new:
+        k = old[ot].k
+        v = values((b.blk_rt == ot) & b.blk_diag, k, k)
+        diag.append(v[:, cols][:, :, cols])
+    pairs = {}
+    for ota, ca in new:
+        for otc, cc in new:
+            if ota <= otc:
+                continue   # old blocks hold pairs (row term > column term) only
+            mask = (b.blk_rt == ota) & (b.blk_ct == otc) & ~b.blk_diag
+            v = values(mask, old[ota].k, old[otc].k)[:, ca][:, :, cc]
+            rl, cl = b.blk_rl[mask], b.blk_cl[mask]
+            if newpos[ota] > newpos[otc]:
+                keys = rl * old[otc].nlevels + cl
+                key = (newpos[ota], newpos[otc])
+            else:
+                keys = cl * old[ota].nlevels + rl
+                v = v.transpose(0, 2, 1)
+                key = (newpos[otc], newpos[ota])
+            srt = np.argsort(keys, kind="stable")
+            pairs[key] = (keys[srt], np.ascontiguousarray(v[srt]))
+    p = b.p
+    ZtXY = np.vstack([
+        np.column_stack([b.ZtX, b.Zty])[old[ot].offset : old[ot].offset + old[ot].size]
+        .reshape(old[ot].nlevels, old[ot].k, p + 1)[:, cols].reshape(-1, p + 1)
+        for ot, cols in new])
+    XYtXY = np.empty((p + 1, p + 1))
+    XYtXY[:p, :p] = b.XtX
+    XYtXY[:p, p] = XYtXY[p, :p] = b.Xty
+    XYtXY[p, p] = b.yty
+    blocks = assemble_blocks(re, diag, pairs, ZtXY, XYtXY, b.n, b.sum_log_w)
+    obj = LmmObjective(blocks, reml=fit.reml)
+    method = choose_optimizer(obj)
+    optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method)
+    # design.terms in formula order; the fit's storage order maps onto them
+    fterms = [f for f in range(len(fit.design.terms)) if f != dropped]
+    term_order = [fterms.index(fit.term_order[ot]) for ot, _ in new]
+    return LmerFit(design=new_design, structure=re, blocks=blocks, objective_fn=obj,
+                   optsum=optsum, term_order=term_order)
 
 
 def _standin_x(R: np.ndarray, xsum: np.ndarray, n: int) -> np.ndarray:
@@ -1086,6 +1185,61 @@ class DaskFitInfo:
                           ".wtres"]:
             meta[k] = pd.Series(dtype=np.float64)
         return self._map(fit, "augment", meta, influence)
+
+    def ranova(self, fit, reduce_terms: bool = True) -> pd.DataFrame:
+        """lmerTest's ``ranova`` for a fit from Dask data (see :func:`mixeff._compare.ranova`).
+
+        Terms removed or reduced to some of their columns are refitted from the fit's
+        blocks (no pass over the data); a term reduced to a random intercept it did not
+        have (``(0 + x | g)`` -> ``(1 | g)``) needs new sums: that reduced model is fitted
+        from the partitions again, on the same rows.
+        """
+        from scipy import stats
+
+        from ._compare import RANOVA_TITLE, _loglik, _reduced_design, _reductions
+
+        design = fit.design
+        rows = [("<none>", int(fit.npar), _loglik(fit))]
+        formulae: dict[str, str] = {}
+        for red in _reductions(design, reduce_terms):
+            new_design, text = _reduced_design(design, red)
+            formulae[red.label] = text
+            if not new_design.terms:
+                ll, npar = _lm_loglik(fit.blocks, fit.reml)
+                rows.append((red.label, npar, ll))
+                continue
+            present = len(new_design.terms) == len(design.terms)
+            if red.intercept_only and present:
+                sub = lmer_dask(text, self.ddf, fit.reml, self.plan.weights_col,
+                                self.plan.offset_col, extra_used=tuple(self.plan.used))
+                if sub.nobs != fit.nobs:
+                    raise DataError(f"the reduced model {text!r} uses {sub.nobs} rows, the "
+                                    f"model {fit.nobs}: evaluating its formula drops other "
+                                    "rows; remove the rows with missing values first")
+            else:
+                keep_cols = {} if not present else {red.index: red.keep_columns}
+                dropped = None if present else red.index
+                sub = _subfit(fit, new_design, keep_cols, dropped)
+            rows.append((red.label, int(sub.npar), _loglik(sub)))
+        labels = [r[0] for r in rows]
+        npar = np.array([r[1] for r in rows], dtype=int)
+        ll = np.array([r[2] for r in rows])
+        lrt = np.full(ll.size, np.nan)
+        df = np.full(ll.size, np.nan)
+        lrt[1:] = 2.0 * (ll[0] - ll[1:])
+        lrt[1:][np.abs(lrt[1:]) <= 64 * np.finfo(float).eps * np.abs(ll[0])] = 0.0
+        df[1:] = npar[0] - npar[1:]
+        with np.errstate(invalid="ignore"):
+            pval = np.where(df > 0, stats.chi2.sf(lrt, np.where(df > 0, df, 1.0)), np.nan)
+        pval[0] = np.nan
+        table = pd.DataFrame(
+            {"npar": npar, "logLik": ll, "AIC": -2.0 * ll + 2.0 * npar, "LRT": lrt,
+             "Df": pd.array([None if np.isnan(d) else int(d) for d in df], dtype="Int64"),
+             "Pr(>Chisq)": pval},
+            index=pd.Index(labels))
+        table.attrs["heading"] = [RANOVA_TITLE, "", "Model:", fit.formula]
+        table.attrs["formulae"] = formulae
+        return table
 
     def check_kenward_roger(self) -> None:
         """Kenward-Roger needs pbkrtest's unweighted cross-products for a weighted fit."""

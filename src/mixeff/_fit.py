@@ -379,8 +379,8 @@ class LmerFit:
         With ``reduce_terms=True`` a term ``(1 + x | g)`` is reduced to ``(1 | g)`` and a
         scalar term removed; with False every term is removed whole.
         """
-        if getattr(self, "_dask_info", None) is not None:
-            self._dask_info.unavailable("ranova()")
+        if getattr(self, "_dask_info", None) is not None:   # from the blocks, mostly
+            return self._dask_info.ranova(self, reduce_terms)
         from ._compare import ranova
 
         return ranova(self, reduce_terms=reduce_terms)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -187,14 +188,20 @@ def _unquote(expr: str) -> tuple[str, dict[str, str]]:
 
 def _python_names(expr: str) -> tuple[list[str], list[str]]:
     """Variable names and called function names of a Python expression, in text order."""
+    values, calls = _python_names_cached(expr)
+    return list(values), list(calls)
+
+
+@functools.lru_cache(maxsize=512)
+def _python_names_cached(expr: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     code, quoted = _unquote(expr)
     tree = ast.parse(code, mode="eval")
     funcs = {id(node.func) for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     names = sorted((node.col_offset, quoted.get(node.id, node.id), id(node) in funcs)
                    for node in ast.walk(tree) if isinstance(node, ast.Name))
-    values = list(dict.fromkeys(nm for _, nm, is_f in names if not is_f))
-    calls = list(dict.fromkeys(nm for _, nm, is_f in names if is_f))
+    values = tuple(dict.fromkeys(nm for _, nm, is_f in names if not is_f))
+    calls = tuple(dict.fromkeys(nm for _, nm, is_f in names if is_f))
     return values, calls
 
 
@@ -202,8 +209,14 @@ def _formulaic_names(spec: str) -> tuple[list[str], list[str]]:
     """Variable and function names of a formulaic formula, from its factors.
 
     (formulaic's own ``required_variables`` misses the arguments of stateful transforms
-    such as ``scale(x)`` or ``poly(x, 2)``.)
+    such as ``scale(x)`` or ``poly(x, 2)``.) Parsed once per formula text.
     """
+    values, calls = _formulaic_names_cached(spec)
+    return list(values), list(calls)
+
+
+@functools.lru_cache(maxsize=512)
+def _formulaic_names_cached(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     from formulaic import Formula
 
     values: list[str] = []
@@ -220,7 +233,7 @@ def _formulaic_names(spec: str) -> tuple[list[str], list[str]]:
                     continue  # formulaic reports it when evaluating
                 values += v
                 calls += c
-    return list(dict.fromkeys(values)), list(dict.fromkeys(calls))
+    return tuple(dict.fromkeys(values)), tuple(dict.fromkeys(calls))
 
 
 class _Columns:

@@ -24,6 +24,7 @@ a random-effects term or inside ``{...}``.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -401,7 +402,7 @@ def parse_formula(text: str) -> ParsedFormula:
     if not isinstance(text, str):
         raise FormulaError(f"formula must be a string, not {type(text).__name__}")
     try:
-        return _parse(text)
+        return _parse_cached(text)
     except FormulaError:
         raise
     except RecursionError:
@@ -409,6 +410,12 @@ def parse_formula(text: str) -> ParsedFormula:
     except Exception as exc:  # pragma: no cover - defensive: never leak other types
         raise FormulaError(f"cannot parse formula ({type(exc).__name__}: {exc})",
                            text, None) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(text: str) -> ParsedFormula:
+    """:func:`_parse`, once per formula text (the result is immutable; errors not kept)."""
+    return _parse(text)
 
 
 def _parse(text: str) -> ParsedFormula:

@@ -29,6 +29,15 @@ blocks), ``update()`` refits from the Dask data); ``fitted()``, ``residuals()``,
 ``hatvalues()``, ``cooks_distance()`` and ``augment()`` come back as Dask collections
 computed partition by partition. ``simulate()`` and predictions on the fitted rows are not
 available (``predict(newdata)`` on a pandas DataFrame is).
+
+Limits: ``weights=`` and ``offset=`` must be column names; stateful transforms
+(``scale(x)``, ``center(x)``, ``poly(x, 2)``) need all rows at once and are refused;
+a factor coded by contrasts must come from a column (``f``, ``C(x)``), not from an
+expression (``C(x > 0)``); Kenward-Roger on a weighted fit is refused (pbkrtest's
+unweighted cross-products are not summed). The blocks equal the in-memory ones up to the
+order of the sums (~1e-15 relative); the optimiser, which stops where the objective no
+longer tells points apart, then returns theta within ~1e-7 relative of the in-memory
+fit's, and both are within that of the common optimum.
 """
 
 from __future__ import annotations

@@ -169,6 +169,8 @@ def test_parquet_glob_and_weights_offset(client, data, tmp_path):
     with pytest.raises(NotImplementedError, match="Kenward-Roger"):
         fd.anova(ddf="Kenward-Roger")
     assert "Weights: w" in str(fd.summary())
+    fdir = mixeff.lmer(form, tmp_path, weights="w", offset="o", reml=False)   # a directory
+    assert abs(fdir.objective - fm.objective) < 1e-8
 
 
 def test_collinear_columns_dropped_as_in_memory(client, data):

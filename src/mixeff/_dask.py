@@ -79,7 +79,11 @@ def is_dask_input(data: Any) -> bool:
 
 
 def _as_dask(data: Any):
-    import dask.dataframe as dd
+    try:
+        import dask.dataframe as dd
+    except ImportError as err:  # pragma: no cover - the extra is not installed
+        raise ImportError('fitting Parquet files or Dask DataFrames needs Dask: pip install '
+                          '"mixeff[dask]"') from err
 
     if isinstance(data, (str, os.PathLike)):
         return dd.read_parquet(os.fspath(data))

@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import queue
+import re
 import signal
 import statistics
 import subprocess
@@ -776,6 +777,19 @@ def write_data(case: Case, tmp: Path) -> tuple[Path, Path, Any]:
     return py_path, csv_path, df
 
 
+def _kept_sections(path: Path) -> str:
+    """The ``<!-- tag: begin -->...<!-- tag: end -->`` sections other scripts wrote.
+
+    (``bench_dask.py``, ``bench_anova_insteval.py``): kept, in their order, when this
+    runner rewrites RESULTS.md.
+    """
+    if not path.exists():
+        return ""
+    found = re.finditer(r"<!-- ([\w.-]+): begin -->.*?<!-- \1: end -->", path.read_text(),
+                        flags=re.S)
+    return "".join("\n" + m.group(0) + "\n" for m in found)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="mixeff side by side with lme4 and Python peers")
     ap.add_argument("--quick", action="store_true", help="small data sets only")
@@ -953,7 +967,8 @@ def main(argv: list[str] | None = None) -> int:
     png = None
     if results["scaling"]:
         png = plot_scaling(results, out_dir / "fit_time_vs_rows.png")
-    (out_dir / "RESULTS.md").write_text(render_markdown(results, png))
+    md = out_dir / "RESULTS.md"
+    md.write_text(render_markdown(results, png) + _kept_sections(md))
     log(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {png}" if png else ""))
     return 0
 

@@ -75,62 +75,23 @@ def _eliminate_first_term(indptr, indices, data, q1, k1, Ld, E, S):
                 y[c] = s / Ld[a, c, c]
             for c in range(k1):
                 E[indptr[c0 + c] + (k1 - c) + t] = y[c]
-    _subtract_eet(indptr, indices, E, q1, k1, S)
+    _panel_sweep(indptr, indices, E, q1, k1, S, E[:0], False)
     return True
 
 
 @njit(cache=True)
-def _subtract_eet(indptr, indices, E, q1, k1, S):
-    """``S -= E E'`` (lower triangle), one panel of columns of ``S`` at a time.
+def _panel_sweep(indptr, indices, E, q1, k1, D, G, read):
+    """Visit the row pairs of every level of the first term, panel by panel of ``D``.
 
-    Level ``a`` of the first term contributes ``E_a E_a'`` on the rows it shares with the
-    other terms (``nb`` of them, sorted). Done level by level the updates scatter over
-    all of ``S`` (with 6,000 levels of 166 rows each into a 4,000 x 4,000 ``S``, 0.6 s of
-    cache misses); done panel by panel (all levels' updates to columns ``J0..J0+W``, a
-    cursor per level into its sorted rows) the writes stay in a block of ``S`` that
-    fits in cache, four times faster on that case.
+    Level ``a`` couples the ``nb`` rows (sorted) it shares with the other terms. With
+    ``read`` False: ``D -= E_a E_a'`` (``D`` = ``S``, lower triangle). With ``read`` True:
+    ``G_a += D[rows_a, rows_a] E_a`` (``D`` = lower triangle of ``S^{-1}``, ``G`` stored
+    like ``E``). Done level by level, the accesses scatter over all of ``D`` (6,000 levels
+    of 166 rows each into a 4,000 x 4,000 ``D``: 0.6 s of cache misses); done panel by
+    panel (all levels' pairs in columns ``j0..j0+width``, a cursor per level into its
+    sorted rows) they stay in a block of ``D`` that fits in cache, four times faster.
     """
-    q2 = S.shape[0]
-    m1 = q1 // k1
-    width = max(8, min(256, 131072 // max(q2, 1)))
-    cur = np.empty(m1, np.int64)
-    for a in range(m1):
-        cur[a] = indptr[a * k1] + k1
-    for j0 in range(0, q2, width):
-        j1 = j0 + width
-        for a in range(m1):
-            c0 = a * k1
-            b0 = indptr[c0] + k1
-            bend = indptr[c0 + 1]
-            t2 = cur[a]
-            while t2 < bend:
-                r2 = indices[t2] - q1
-                if r2 >= j1:
-                    break
-                if k1 == 1:
-                    e2 = E[t2]
-                    for t1 in range(t2, bend):
-                        S[indices[t1] - q1, r2] -= E[t1] * e2
-                else:
-                    u2 = t2 - b0
-                    for u1 in range(u2, bend - b0):
-                        s = 0.0
-                        for c in range(k1):
-                            o = indptr[c0 + c] + (k1 - c)
-                            s += E[o + u1] * E[o + u2]
-                        S[indices[b0 + u1] - q1, r2] -= s
-                t2 += 1
-            cur[a] = t2
-
-
-@njit(cache=True)
-def _sinv_times_e(indptr, indices, E, Sinv, q1, k1, G):
-    """``G_a = S^{-1}[rows_a, rows_a] E_a`` for every level, stored like ``E``.
-
-    Reads the lower triangle of ``S^{-1}`` panel by panel of columns, as
-    :func:`_subtract_eet` writes it, so that the scattered reads stay in cache.
-    """
-    q2 = Sinv.shape[0]
+    q2 = D.shape[0]
     m1 = q1 // k1
     width = max(8, min(256, 131072 // max(q2, 1)))
     cur = np.empty(m1, np.int64)
@@ -148,29 +109,55 @@ def _sinv_times_e(indptr, indices, E, Sinv, q1, k1, G):
                 r2 = indices[t2] - q1
                 if r2 >= j1:
                     break
-                u2 = t2 - b0
-                if k1 == 1:
-                    e2 = E[t2]
-                    acc1 = 0.0
-                    for t1 in range(t2 + 1, bend):
-                        sv = Sinv[indices[t1] - q1, r2]
-                        G[t1] += sv * e2
-                        acc1 += sv * E[t1]
-                    G[t2] += acc1 + Sinv[r2, r2] * e2
+                if read:
+                    _read_pairs(indptr, indices, E, q1, k1, D, G, c0, b0, bend, t2, r2, acc)
                 else:
-                    for c in range(k1):
-                        acc[c] = 0.0
-                    for u1 in range(u2, bend - b0):
-                        sv = Sinv[indices[b0 + u1] - q1, r2]
-                        for c in range(k1):
-                            o = indptr[c0 + c] + (k1 - c)
-                            G[o + u1] += sv * E[o + u2]
-                            if u1 != u2:
-                                acc[c] += sv * E[o + u1]
-                    for c in range(k1):
-                        G[indptr[c0 + c] + (k1 - c) + u2] += acc[c]
+                    _subtract_pairs(indptr, indices, E, q1, k1, D, c0, b0, bend, t2, r2)
                 t2 += 1
             cur[a] = t2
+
+
+@njit(cache=True, inline="always")
+def _subtract_pairs(indptr, indices, E, q1, k1, S, c0, b0, bend, t2, r2):
+    """``S[r1, r2] -= E_a[r1] . E_a[r2]`` for the rows ``r1 >= r2`` of level ``a``."""
+    if k1 == 1:
+        e2 = E[t2]
+        for t1 in range(t2, bend):
+            S[indices[t1] - q1, r2] -= E[t1] * e2
+    else:
+        u2 = t2 - b0
+        for u1 in range(u2, bend - b0):
+            s = 0.0
+            for c in range(k1):
+                o = indptr[c0 + c] + (k1 - c)
+                s += E[o + u1] * E[o + u2]
+            S[indices[b0 + u1] - q1, r2] -= s
+
+
+@njit(cache=True, inline="always")
+def _read_pairs(indptr, indices, E, q1, k1, Sinv, G, c0, b0, bend, t2, r2, acc):
+    """``G_a[r1] += Sinv[r1, r2] E_a[r2]`` and ``G_a[r2] += Sinv[r1, r2] E_a[r1]``."""
+    u2 = t2 - b0
+    if k1 == 1:
+        e2 = E[t2]
+        acc1 = 0.0
+        for t1 in range(t2 + 1, bend):
+            sv = Sinv[indices[t1] - q1, r2]
+            G[t1] += sv * e2
+            acc1 += sv * E[t1]
+        G[t2] += acc1 + Sinv[r2, r2] * e2
+    else:
+        for c in range(k1):
+            acc[c] = 0.0
+        for u1 in range(u2, bend - b0):
+            sv = Sinv[indices[b0 + u1] - q1, r2]
+            for c in range(k1):
+                o = indptr[c0 + c] + (k1 - c)
+                G[o + u1] += sv * E[o + u2]
+                if u1 != u2:
+                    acc[c] += sv * E[o + u1]
+        for c in range(k1):
+            G[indptr[c0 + c] + (k1 - c) + u2] += acc[c]
 
 
 @njit(cache=True)
@@ -191,7 +178,7 @@ def _selected_inverse_first_term(indptr, indices, Ld, E, Sinv, q1, k1, Z):
     for a in range(m1):
         nbmax = max(nbmax, indptr[a * k1 + 1] - indptr[a * k1] - k1)
     Gall = np.zeros(E.shape[0])
-    _sinv_times_e(indptr, indices, E, Sinv, q1, k1, Gall)
+    _panel_sweep(indptr, indices, E, q1, k1, Sinv, Gall, True)
     G = np.empty((nbmax, k1))
     Y = np.empty((k1, k1))
     for a in range(m1):

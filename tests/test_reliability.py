@@ -435,15 +435,16 @@ def test_scale_equivariance_cobyqa():
     _assert_scaled(base, other, 1e-8, 1e8, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="theta of a random slope scales as 1/c when its "
-                   "covariate is multiplied by c; from the start theta = 1 L-BFGS-B ends on "
-                   "a boundary point (Days * 100: theta (0, -0.0025, 0), REML criterion 1775.74 "
-                   "instead of 1752.84), a local minimum of the bounded problem, and Days * 1e8 "
-                   "stays at the start (L-BFGS-B ABNORMAL); lme4 fails these too (1752.93 with "
-                   "warnings, 'Downdated VtV is not positive definite'), and mixeff warns or "
-                   "stops as it does (test_random_slope_covariate_rescaled_warns)")
 @pytest.mark.parametrize("c", [100.0, 1e8])
 def test_random_slope_covariate_rescaled(c):
+    """theta of a random slope scales as 1/c when its covariate is multiplied by c.
+
+    From lme4's start theta = 1, L-BFGS-B used to end on a boundary point (Days * 100:
+    REML criterion 1775.74 instead of 1752.84) and to stay at the start for Days * 1e8;
+    lme4 fails these too (1752.93 with warnings, 'Downdated VtV is not positive
+    definite'). mixeff optimises theta scaled by the covariate's root mean square
+    (``_optimizer.theta_scale``) and reaches the optimum.
+    """
     d = load_csv("sleepstudy.csv", ["Subject"])
     base = _fit("Reaction ~ Days + (Days | Subject)", d)
     other = _fit("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * c))
@@ -454,13 +455,15 @@ def test_random_slope_covariate_rescaled(c):
 
 
 def test_random_slope_covariate_rescaled_warns():
-    """Where the fit is wrong (above), mixeff says so as lme4 1.1-31 does on the same data.
+    """Should the fit above miss the optimum, mixeff says so as lme4 1.1-31 does.
 
     lme4, Days * 100: REML 1752.93 (not the 1752.84 of the rescaled optimum) with "Model
     failed to converge with max|grad| = 2.70086" and "Model is nearly unidentifiable: very
     large eigenvalue - Rescale variables?"; Days * 1e8: "Downdated VtV is not positive
-    definite". mixeff stops on the boundary (REML 1775.74), where lme4 would skip its checks
-    as a singular fit, but the Hessian of the free parameter gives lme4's advice.
+    definite". Without theta scaling mixeff stopped on the boundary (REML 1775.74), where
+    lme4 would skip its checks as a singular fit, but the Hessian of the free parameter
+    gave lme4's advice. With it mixeff reaches the optimum, and its checks (in theta, as
+    lme4's) still advise rescaling.
     """
     d = load_csv("sleepstudy.csv", ["Subject"])
     m = _fit("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * 100.0))
@@ -657,3 +660,18 @@ def test_fuzz_structured_formulas_through_lmer(formula, weights):
     except FormulaError:
         return
     _lmer_or_mixeff_error(formula, weights=weights)
+
+
+def test_theta_scale_only_for_badly_scaled_covariates():
+    """Ordinary fits are not scaled; Days * 100 (root mean square 534) scales its row by 2^9."""
+    from mixeff._optimizer import scaled_start, theta_scale
+
+    d = load_csv("sleepstudy.csv", ["Subject"])
+    assert theta_scale(_fit("Reaction ~ Days + (Days | Subject)", d).blocks) is None
+    m = _fit("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * 100.0))
+    np.testing.assert_array_equal(theta_scale(m.blocks), [1.0, 512.0, 512.0])
+    start = scaled_start(m.blocks)
+    np.testing.assert_array_equal(start["theta0"], [1.0, 0.0, 1.0 / 512])
+    np.testing.assert_array_equal(m.optsum.theta0, start["theta0"])
+    np.testing.assert_array_equal(m.optsum.lower, [0.0, -np.inf, 0.0])
+    assert m.optsum.fmin == m.objective

@@ -276,7 +276,7 @@ def _fit_design(design, reml, optimizer, factorization, verbose) -> LmerFit:
     from ._fit import LmerFit
     from ._lambda import ReStructure, lme4_term_order
     from ._objective import LmmObjective
-    from ._optimizer import minimize_theta
+    from ._optimizer import minimize_theta, scaled_start
 
     t0 = time.perf_counter()
     terms = design.terms
@@ -300,7 +300,10 @@ def _fit_design(design, reml, optimizer, factorization, verbose) -> LmerFit:
     t2 = time.perf_counter()
     method = choose_optimizer(obj) if optimizer == "auto" else optimizer
     try:
-        optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
+        # random-effect covariates on a large or small scale: theta scaled by them, from
+        # lme4's start taken on their scale (ordinary fits: lme4's start, unscaled)
+        sum_w = None if design.weights is None else float(np.sum(design.weights))
+        optsum = minimize_theta(obj, **scaled_start(blocks, sum_w), method=method,
                                 verbose=verbose)
         t3 = time.perf_counter()
         optsum.messages.extend(check_convergence(obj, optsum))

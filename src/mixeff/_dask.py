@@ -56,6 +56,7 @@ __all__ = ["is_dask_input", "lmer_dask", "DaskFitInfo"]
 
 _SPLIT_EVERY = 8
 _PROTO_ROWS = 16
+_SAMPLE_ROWS = 2000   # rows kept by the level pass: prototype, and beta0 of the shift
 
 
 # --------------------------------------------------------------------------------------
@@ -127,6 +128,7 @@ class _Plan:
     term_colnames: dict[str, list[str]] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
     nlev: list[int] = field(default_factory=list)   # storage order
+    beta0: np.ndarray | None = None   # response shifted by X beta0 in the sums (precision)
 
 
 def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=()) -> _Plan:
@@ -290,7 +292,7 @@ def _levels_chunk(df: pd.DataFrame, plan: _Plan) -> dict:
                 if isinstance(fr[f].dtype, pd.CategoricalDtype):
                     fr[f] = fr[f].astype(fr[f].cat.categories.dtype)
             combos[label] = fr.drop_duplicates().reset_index(drop=True)
-    sample = sub[plan.numeric].head(_PROTO_ROWS).reset_index(drop=True)
+    sample = sub[plan.used].head(_SAMPLE_ROWS).reset_index(drop=True)
     cats = {c: list(df[c].dtype.categories) for c in cols
             if isinstance(df[c].dtype, pd.CategoricalDtype)}
     return {"counts": np.array([len(df), n_na, n_zero], dtype=np.int64), "values": values,
@@ -304,7 +306,8 @@ def _levels_combine(*parts: dict) -> dict:
     out["combos"] = {c: pd.concat([p["combos"][c] for p in parts], ignore_index=True)
                      .drop_duplicates().reset_index(drop=True) for c in parts[0]["combos"]}
     samples = [p["sample"] for p in parts if len(p["sample"])]
-    out["sample"] = samples[0] if samples else parts[0]["sample"]
+    out["sample"] = (pd.concat(samples, ignore_index=True).head(_SAMPLE_ROWS) if samples
+                     else parts[0]["sample"])
     cats: dict[str, list] = {}
     for p in parts:   # category order of the partitions (when the meta does not know it)
         for c, lst in p["cats"].items():
@@ -564,9 +567,12 @@ def _sums_chunk(df: pd.DataFrame, plan: _Plan) -> dict:
     n, p = r.X.shape
     w = np.ones(n) if r.w is None else np.ascontiguousarray(r.w, dtype=np.float64)
     yo = r.y if r.offset is None else r.y - r.offset
-    XY = np.empty((n, p + 1))
+    shifted = plan.beta0 is not None
+    XY = np.empty((n, p + 1 + shifted))
     XY[:, :p] = r.X
     XY[:, p] = yo
+    if shifted:   # y0 = y - X beta0: the objective's sums without cancellation
+        XY[:, p + 1] = yo - r.X @ plan.beta0
     XYtXY = XY.T @ (XY * w[:, None])
     R = scipy.linalg.qr(r.X, mode="r", check_finite=False)[0] if n else np.zeros((0, p))
     terms = [plan.pf.random[i] for i in plan.order]
@@ -688,7 +694,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     from ._formula import ParsedFormula, parse_formula
     from ._lambda import ReStructure
     from ._objective import LmmObjective
-    from ._optimizer import minimize_theta
+    from ._optimizer import minimize_theta, scaled_start
 
     t0 = time.perf_counter()
     check_nlev = _check_level("check_nlev", check_nlev)
@@ -715,6 +721,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
         raise DataError(f"no rows left: all {n_rows} rows have a missing value in a used "
                         f"column ({', '.join(map(repr, plan.used))})")
     _finish_levels(plan, meta, lv)
+    plan.beta0 = _sample_beta0(plan, lv["sample"])
     del lv
     t1 = time.perf_counter()
     if verbose:
@@ -779,9 +786,19 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     re = ReStructure([pf.random[i].label for i in plan.order],
                      [list(plan.term_colnames[pf.random[i].expr]) for i in plan.order],
                      list(plan.nlev))
-    ZtXY = np.vstack([z.reshape(-1, p_full + 1) for z in s["ztxy"]])[:, idx]
+    wide = p_full + 1 + (plan.beta0 is not None)
+    ZtXYw = np.vstack([z.reshape(-1, wide) for z in s["ztxy"]])
+    ZtXY = ZtXYw[:, idx]
     XYtXY = s["XYtXY"][np.ix_(idx, idx)]
     blocks = assemble_blocks(re, s["diag"], s["pairs"], ZtXY, XYtXY, n, s["sum_log_w"])
+    if plan.beta0 is not None and not np.any(plan.beta0[~keep]):
+        from ._blocks import ResponseShift
+
+        j, kk = p_full + 1, np.flatnonzero(keep)
+        blocks.shift = ResponseShift(beta0=plan.beta0[kk].copy(),
+                                     Zty=np.ascontiguousarray(ZtXYw[:, j]),
+                                     Xty=s["XYtXY"][kk, j].copy(), yty=float(s["XYtXY"][j, j]))
+    del ZtXYw
     xsum = s["xsum"][keep]
     del s
     design = Design(formula=pf, response_name=plan.response_name, y=np.zeros(0),
@@ -795,8 +812,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
         t4 = time.perf_counter()
         method = choose_optimizer(obj) if optimizer == "auto" else optimizer
         try:
-            optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method,
-                                    verbose=verbose)
+            optsum = minimize_theta(obj, **scaled_start(blocks), method=method, verbose=verbose)
             t5 = time.perf_counter()
             optsum.messages.extend(check_convergence(obj, optsum))
         except MixeffError:
@@ -823,6 +839,35 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     fit._dask_info = DaskFitInfo(ddf=ddf, plan=plan, keep=keep,
                                  weighted=plan.weights_col is not None)
     return fit
+
+
+def _sample_beta0(plan: _Plan, sample: pd.DataFrame) -> np.ndarray | None:
+    """Least-squares coefficients of the response on ``X`` from the level pass's sample.
+
+    The in-memory fit sums ``y0 = y - X beta0`` (``beta0`` the least-squares fit) besides
+    ``y`` so that the objective does not lose the digits the residuals are below ``|y|``
+    (:class:`mixeff._blocks.ResponseShift`); any ``beta0`` gives the same model, and one
+    from a few thousand rows removes the cancellation as well. None when there is no
+    usable sample.
+    """
+    from ._blocks import _least_squares
+    from ._design import _independent_columns
+
+    p = len(plan.xnames_full)
+    if p == 0 or len(sample) == 0:
+        return None
+    try:
+        r = _evaluate_rows(sample, plan)
+    except (DataError, FormulaError, ValueError, TypeError):   # pragma: no cover
+        return None
+    yo = r.y if r.offset is None else r.y - r.offset
+    w = np.ones(yo.size) if r.w is None else r.w
+    keep = _independent_columns(r.X)
+    beta = np.zeros(p)
+    if not keep.any() or keep.sum() >= yo.size:
+        return None
+    beta[keep] = _least_squares(np.asarray(r.X[:, keep]), yo, w)
+    return beta if np.all(np.isfinite(beta)) else None
 
 
 def _check_scale(plan: _Plan, scale: np.ndarray, keep: np.ndarray, n: int,
@@ -860,13 +905,15 @@ def _lm_loglik(b, reml: bool) -> tuple[float, int]:
     import scipy.linalg
 
     n, p = b.n, b.p
+    sh = getattr(b, "shift", None)
+    Xty, yty = (b.Xty, b.yty) if sh is None else (sh.Xty, sh.yty)   # same model, precise
     if p:
         R = scipy.linalg.cholesky(b.XtX, lower=False)
-        c = scipy.linalg.solve_triangular(R, b.Xty, trans="T")
-        rss = float(b.yty - c @ c)
+        c = scipy.linalg.solve_triangular(R, Xty, trans="T")
+        rss = float(yty - c @ c)
         logdet = 2.0 * float(np.sum(np.log(np.abs(np.diag(R)))))
     else:
-        rss, logdet = float(b.yty), 0.0
+        rss, logdet = float(yty), 0.0
     nn = n - p if reml else n
     ll = 0.5 * (b.sum_log_w - nn * (np.log(2.0 * np.pi) + 1.0 - np.log(nn) + np.log(rss)))
     if reml:
@@ -930,15 +977,25 @@ def _subfit(fit, new_design, keep_cols: dict, dropped: int | None):
             srt = np.argsort(keys, kind="stable")
             pairs[key] = (keys[srt], np.ascontiguousarray(v[srt]))
     p = b.p
-    ZtXY = np.vstack([
-        np.column_stack([b.ZtX, b.Zty])[old[ot].offset : old[ot].offset + old[ot].size]
-        .reshape(old[ot].nlevels, old[ot].k, p + 1)[:, cols].reshape(-1, p + 1)
-        for ot, cols in new])
+
+    def rows_of(M: np.ndarray) -> np.ndarray:
+        c = M.shape[1]
+        return np.vstack([M[old[ot].offset : old[ot].offset + old[ot].size]
+                          .reshape(old[ot].nlevels, old[ot].k, c)[:, cols].reshape(-1, c)
+                          for ot, cols in new])
+
+    ZtXY = rows_of(np.column_stack([b.ZtX, b.Zty]))
     XYtXY = np.empty((p + 1, p + 1))
     XYtXY[:p, :p] = b.XtX
     XYtXY[:p, p] = XYtXY[p, :p] = b.Xty
     XYtXY[p, p] = b.yty
     blocks = assemble_blocks(re, diag, pairs, ZtXY, XYtXY, b.n, b.sum_log_w)
+    sh = getattr(b, "shift", None)
+    if sh is not None:
+        from ._blocks import ResponseShift
+
+        blocks.shift = ResponseShift(beta0=sh.beta0, Zty=rows_of(sh.Zty[:, None]).ravel(),
+                                     Xty=sh.Xty, yty=sh.yty)
     obj = LmmObjective(blocks, reml=fit.reml)
     method = choose_optimizer(obj)
     optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize as so
 
-__all__ = ["OptSummary", "minimize_theta"]
+__all__ = ["OptSummary", "minimize_theta", "scaled_start", "theta_scale"]
 
 
 @dataclass
@@ -100,6 +100,96 @@ class _Progress:
                   f" {rec.elapsed:.1f} s", file=self.stream, flush=True)
 
 
+def _sum_of_weights(blocks) -> float:
+    """The sum of the prior weights as the blocks hold it.
+
+    A term with an intercept column gets each row's weight on exactly one level's
+    diagonal entry of ``Z'WZ``, so that column's diagonal sums to ``sum(w)``; without
+    such a term, ``n`` (exact without weights).
+    """
+    re = blocks.re
+    diag = np.asarray(blocks.A_full.diagonal(), dtype=float)
+    for term in re.terms:
+        if "(Intercept)" in term.colnames:
+            c = term.colnames.index("(Intercept)")
+            d = diag[term.offset : term.offset + term.size].reshape(term.nlevels, term.k)
+            return float(np.sum(d[:, c]))
+    return float(blocks.n)
+
+
+def theta_scale(blocks, sum_w: float | None = None, min_log2: int = 4) -> np.ndarray | None:
+    """Scale factors of theta for random-effect covariates on a large or small scale.
+
+    The theta entries of row ``r`` of a term's template scale as ``1 / x_r`` when the
+    term's column ``r`` is multiplied by ``x_r`` (a random slope of ``Days * 100`` has
+    a theta 100 times smaller), so lme4's start of 1 is far from the optimum and the
+    deviance very differently curved along the entries. For each theta entry this is
+    ``s_r``, the weighted root mean square of column ``r`` of its term's model matrix
+    (from the diagonal of ``Z'WZ`` summed over the term's levels, divided by the sum of
+    the prior weights ``sum_w``; when not given, as :func:`_sum_of_weights` reads it from
+    the blocks), rounded to a power of two (so that scaling is exact in floating point).
+    An intercept column has ``s = 1``, whatever the weights.
+
+    Returns None when every ``|log2 s_r|`` is below ``min_log2`` (columns with a root mean
+    square between about 1/11 and 11: ordinary fits are not scaled); otherwise the
+    factors, with 1 for the entries below the threshold.
+    """
+    re = blocks.re
+    if blocks.n <= 0 or re.ntheta == 0:
+        return None
+    sw = _sum_of_weights(blocks) if sum_w is None else float(sum_w)
+    if not (np.isfinite(sw) and sw > 0.0):
+        return None
+    diag = np.asarray(blocks.A_full.diagonal(), dtype=float)
+    log2s = np.zeros(re.ntheta)
+    for i, (t, r) in enumerate(zip(re.theta_term, re.theta_row, strict=True)):
+        term = re.terms[t]
+        d = diag[term.offset : term.offset + term.size].reshape(term.nlevels, term.k)
+        ms = float(np.sum(d[:, r])) / sw
+        if ms > 0.0 and np.isfinite(ms):
+            log2s[i] = np.round(0.5 * np.log2(ms))
+    log2s[np.abs(log2s) < min_log2] = 0.0
+    if not np.any(log2s):
+        return None
+    return np.ldexp(1.0, log2s.astype(int))
+
+
+def scaled_start(blocks, sum_w: float | None = None) -> dict:
+    """The arguments ``theta0``, ``lower`` and ``scale`` of :func:`minimize_theta` for a fit.
+
+    lme4's start (1 on the templates' diagonals, 0 elsewhere) taken on the covariates'
+    scale: with the factors ``s`` of :func:`theta_scale` (``sum_w``: the sum of the prior
+    weights, read from the blocks when not given) the optimiser starts at
+    ``phi = s * theta = 1``, i.e. ``theta = 1 / s``; without them (ordinary fits) at
+    lme4's ``theta = 1``.
+    """
+    re = blocks.re
+    scale = theta_scale(blocks, sum_w)
+    theta0 = re.start_theta() if scale is None else re.start_theta() / scale
+    return {"theta0": theta0, "lower": re.lower_bounds(), "scale": scale}
+
+
+class _Scaled:
+    """``objective`` as a function of ``phi = scale * theta`` (value, gradient, counters)."""
+
+    def __init__(self, objective, scale: np.ndarray):
+        self.obj, self.scale = objective, scale
+
+    @property
+    def n_evaluations(self) -> int:
+        return self.obj.n_evaluations
+
+    @property
+    def n_gradients(self) -> int:
+        return self.obj.n_gradients
+
+    def __call__(self, phi: np.ndarray) -> float:
+        return self.obj(np.asarray(phi, float) / self.scale)
+
+    def gradient(self, phi: np.ndarray) -> np.ndarray:
+        return self.obj.gradient(np.asarray(phi, float) / self.scale) / self.scale
+
+
 def _run(method, fun, objective, theta0, bounds, maxiter):
     if method == "L-BFGS-B":
         return so.minimize(
@@ -131,7 +221,7 @@ def _probe_boundary(objective, theta: np.ndarray, lower: np.ndarray,
 
 def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
                    method: str = "L-BFGS-B", maxiter: int = 10000,
-                   verbose: bool = False) -> OptSummary:
+                   verbose: bool = False, scale: np.ndarray | None = None) -> OptSummary:
     """Minimise ``objective`` (an :class:`~mixeff._objective.LmmObjective`) over theta.
 
     Parameters
@@ -148,29 +238,45 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
         Iteration limit.
     verbose
         Report progress on stderr when the optimisation runs longer than two seconds.
+    scale
+        Positive factors, one per theta entry (see :func:`theta_scale`), or None. The
+        optimiser then works on ``phi = scale * theta``: it starts at ``scale * theta0``,
+        its bounds are ``scale * lower`` and its gradient ``gradient(theta) / scale``.
+        The record holds theta (the final theta mapped back, ``fmin`` evaluated there),
+        ``theta0`` and ``lower``, and the convergence checks stay in theta as lme4's.
 
     Returns
     -------
     OptSummary
     """
     rec = OptSummary(method=method, theta0=np.array(theta0, float), lower=np.array(lower, float))
+    lower = np.asarray(lower, dtype=float)
     e0, g0 = objective.n_evaluations, objective.n_gradients
+    target = objective
+    if scale is not None:   # optimise phi = scale * theta (0 and -inf bounds stay)
+        scale = np.asarray(scale, dtype=float)
+        target = _Scaled(objective, scale)
+        theta0 = rec.theta0 * scale
+        lower = lower * scale
     bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
     t0 = time.perf_counter()
-    progress = _Progress(objective) if verbose else None
-    fun = progress if progress is not None else objective
-    res = _run(method, fun, objective, theta0, bounds, maxiter)
+    progress = _Progress(target) if verbose else None
+    fun = progress if progress is not None else target
+    res = _run(method, fun, target, theta0, bounds, maxiter)
     if method == "L-BFGS-B":
         # At a diagonal theta entry of 0 the gradient vanishes by symmetry (the deviance
         # is even in it), so a gradient method can stop there even when the deviance
         # decreases away from 0. Probe such entries and restart from a better point.
         for _ in range(3):
-            better = _probe_boundary(objective, np.asarray(res.x, float), lower, res.fun)
+            better = _probe_boundary(target, np.asarray(res.x, float), lower, res.fun)
             if better is None:
                 break
-            res = _run(method, fun, objective, better, bounds, maxiter)
+            res = _run(method, fun, target, better, bounds, maxiter)
     rec.elapsed = time.perf_counter() - t0
     rec.theta = np.asarray(res.x, dtype=float)
+    if scale is not None:
+        rec.theta = rec.theta / scale
+        lower = rec.lower
     # Values within rounding of a bound sit on it (as lme4's bounded optimisers return).
     on_bound = np.isfinite(lower) & (rec.theta < lower)
     rec.theta[on_bound] = lower[on_bound]
@@ -185,6 +291,8 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
         # at a tight ftol is how it usually stops at an optimum. Accept it when the
         # projected gradient is negligible; the lme4-style checks judge it further.
         g = objective.gradient(rec.theta)
+        if scale is not None:
+            g = g / scale   # the optimiser's own measure: the gradient in phi
         pg = np.where(np.isfinite(lower) & (rec.theta <= lower) & (g > 0), 0.0, g)
         rec.n_gradients += 1
         if np.max(np.abs(pg), initial=0.0) < 1e-3:

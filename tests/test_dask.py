@@ -268,6 +268,21 @@ def test_ranova(client, data, form):
                                    atol=1e-6)
 
 
+def test_response_far_from_zero(client):
+    """The sums of y - X beta0 keep the digits y'y would cancel (as the in-memory fit)."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    d = pd.DataFrame({"u": rng.integers(0, 50, n), "x": rng.normal(size=n)})
+    d["y"] = 1e5 + 2 * d.x + 1e-3 * (rng.normal(size=50)[d.u] + rng.normal(size=n))
+    fm = mixeff.lmer("y ~ x + (1 | u)", d)
+    fd = mixeff.lmer("y ~ x + (1 | u)", _ddf(d, "shuffled"))
+    assert fd.blocks.shift is not None
+    assert abs(fd.objective - fm.objective) < 1e-6
+    np.testing.assert_allclose(fd.theta, fm.theta, rtol=1e-6)
+    np.testing.assert_allclose(fd.fixef.to_numpy(), fm.fixef.to_numpy(), rtol=1e-9)
+    assert fd.sigma == pytest.approx(fm.sigma, rel=1e-6)
+
+
 def test_errors_are_clear(client, data):
     with pytest.raises(mixeff.DataError, match="name of a column"):
         mixeff.lmer(FORMULA, _ddf(data, "many"), weights=np.ones(len(data)))

@@ -931,7 +931,7 @@ def _subfit(fit, new_design, keep_cols: dict, dropped: int | None):
     from ._fit import LmerFit
     from ._lambda import ReStructure, lme4_term_order
     from ._objective import LmmObjective
-    from ._optimizer import minimize_theta
+    from ._optimizer import minimize_theta, scaled_start
 
     b = fit.blocks
     old = fit.structure.terms
@@ -998,7 +998,7 @@ def _subfit(fit, new_design, keep_cols: dict, dropped: int | None):
                                      Xty=sh.Xty, yty=sh.yty)
     obj = LmmObjective(blocks, reml=fit.reml)
     method = choose_optimizer(obj)
-    optsum = minimize_theta(obj, re.start_theta(), re.lower_bounds(), method=method)
+    optsum = minimize_theta(obj, **scaled_start(blocks), method=method)   # as fit_design
     # design.terms in formula order; the fit's storage order maps onto them
     fterms = [f for f in range(len(fit.design.terms)) if f != dropped]
     term_order = [fterms.index(fit.term_order[ot]) for ot, _ in new]

@@ -174,3 +174,36 @@ def test_gradient_optimizer_leaves_a_zero_theta_that_is_not_a_minimum():
     # lme4 1.1-31: theta = 0.1535, REML logLik -306.628
     assert fit.theta[0] == pytest.approx(0.1535, abs=1e-3)
     assert fit.loglik == pytest.approx(-306.628, abs=1e-3)
+
+
+# theta far out for the model with 74 random effects for 48 rows of test_reliability, where
+# the Schur complement is numerically not positive definite but CHOLMOD factors M
+_BREAKDOWN_THETA = [9.3e6, 9.7e6, 6.3e6, -7.5e6, 7.0e6, -4.8e6, 5.1e6, 5.5e6]
+
+
+def test_schur_breakdown_moves_auto_to_cholmod():
+    from test_reliability import _fuzz_data
+
+    from mixeff import DataError
+    from mixeff._api import fit_design
+    from mixeff._design import build_design
+    from mixeff._objective import SchurBreakdown
+
+    design = build_design("y ~ (1 | g) + (1 | g:h:a) + (Days + x | g)", _fuzz_data())
+    blocks = fit_design(design, factorization="cholmod").blocks
+    theta = np.array(_BREAKDOWN_THETA)
+    start = blocks.re.start_theta()
+    schur = LmmObjective(blocks, factorization="schur")
+    with pytest.raises(SchurBreakdown) as info:
+        schur(theta)
+    assert isinstance(info.value, DataError) and "factorization='auto'" in str(info.value)
+    chol = LmmObjective(blocks, factorization="cholmod")
+    auto = LmmObjective(blocks)
+    assert auto.factorization == "schur"
+    np.testing.assert_allclose(auto(start), schur(start), rtol=1e-10)
+    assert auto(theta) == chol(theta)        # evaluated again on CHOLMOD
+    assert auto.factorization == "cholmod"
+    np.testing.assert_array_equal(auto.perm, chol.perm)
+    np.testing.assert_array_equal(auto.gradient(theta), chol.gradient(theta))
+    assert auto(start) == chol(start)        # for the rest of its life
+    np.testing.assert_array_equal(auto.u_hat(auto.solve(start)), chol.u_hat(chol.solve(start)))

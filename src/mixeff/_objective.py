@@ -28,9 +28,17 @@ from scipy.linalg import lapack
 from . import _kernels as K
 from ._blocks import Blocks
 from ._cholmod import SparseCholesky
+from ._errors import DataError
 from ._schur import DenseSchurCholesky, schur_density
 
-__all__ = ["LmmObjective", "SelectedInverse", "Solution"]
+__all__ = ["LmmObjective", "SchurBreakdown", "SelectedInverse", "Solution"]
+
+
+class SchurBreakdown(DataError, np.linalg.LinAlgError):
+    """The Schur path's factorisation failed where ``factorization="schur"`` was asked for.
+
+    With ``"auto"`` the objective moves to CHOLMOD instead (see :class:`LmmObjective`).
+    """
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 _potrf, _trtrs, _potri = lapack.dpotrf, lapack.dtrtrs, lapack.dpotri
@@ -87,12 +95,20 @@ class LmmObjective:
         ``"cholmod"`` (CHOLMOD on the whole matrix, the general path), ``"schur"`` (the
         first term eliminated directly, dense LAPACK on the Schur complement; see
         :mod:`mixeff._schur`) or ``"auto"``: Schur when its complement is small or
-        measured to be dense, CHOLMOD otherwise.
+        measured to be dense, CHOLMOD otherwise. When the Schur factorisation breaks
+        down at some theta (its first-term blocks or its complement numerically not
+        positive definite, e.g. at extreme theta of a model with more random effects
+        than rows), ``"auto"`` moves the objective to CHOLMOD for the rest of its life
+        and evaluates again; an explicit ``"schur"`` raises :class:`SchurBreakdown`.
 
     Attributes
     ----------
     n_evaluations, n_gradients
         Counters of objective and gradient evaluations.
+    factorization
+        The path in use, ``"cholmod"`` or ``"schur"``.
+    requested_factorization
+        The ``factorization`` asked for.
     """
 
     def __init__(self, blocks: Blocks, reml: bool = True, supernodal: str = "auto",
@@ -115,16 +131,43 @@ class LmmObjective:
         theta0 = b.re.start_theta()
         self._fill(b.re.templates(theta0))
         pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr), shape=(b.q, b.q))
+        self.requested_factorization = factorization
+        self._supernodal = supernodal
         self.factorization = self._choose_factorization(factorization)
         if self.factorization == "schur":
             t0 = b.re.terms[0]
             self._chol = DenseSchurCholesky(pattern, t0.size, t0.k)
         else:
             self._chol = SparseCholesky(pattern, supernodal=supernodal)
+        self._set_perm()
+        self._last: Solution | None = None
+
+    def _set_perm(self) -> None:
         self.perm = np.asarray(self._chol.perm, dtype=np.int64)
         self.pinv = np.empty_like(self.perm)
         self.pinv[self.perm] = np.arange(self.perm.size)
-        self._last: Solution | None = None
+
+    def _factorize(self, theta: np.ndarray) -> None:
+        """Factor the filled ``M``; a Schur breakdown moves ``"auto"`` to CHOLMOD."""
+        try:
+            self._chol.factorize_values(self._mdata)
+        except np.linalg.LinAlgError as err:
+            self._last = None   # the factor no longer holds the kept solution's theta
+            if not isinstance(self._chol, DenseSchurCholesky):
+                raise
+            if self.requested_factorization != "auto":
+                raise SchurBreakdown(
+                    "the Schur-complement factorisation broke down at theta = "
+                    f"{np.array2string(theta, precision=6)} ({err}); "
+                    "factorization='auto' or 'cholmod' uses CHOLMOD on the whole matrix"
+                ) from err
+            b = self.blocks
+            pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr),
+                                    shape=(b.q, b.q))
+            self._chol = SparseCholesky(pattern, supernodal=self._supernodal)
+            self.factorization = "cholmod"
+            self._set_perm()
+            self._chol.factorize_values(self._mdata)
 
     def _choose_factorization(self, requested: str) -> str:
         if requested in ("cholmod", "schur"):
@@ -177,7 +220,7 @@ class LmmObjective:
         n, p = b.n, b.p
         tmpl = b.re.templates(theta)
         self._fill(tmpl)
-        self._chol.factorize_values(self._mdata)
+        self._factorize(theta)
         self.n_evaluations += 1
         rhs = self._lambda_t(tmpl, self._ZtXY, True)[self.perm]
         sol = self._chol.solve_L(rhs)

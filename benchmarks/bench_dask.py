@@ -248,8 +248,8 @@ def render(res: dict) -> str:
         "every row is a new pair, e.g. ratings, needs client memory in proportion to the "
         "rows after all). Raw numbers: `benchmarks/results_dask.json`. "
         + _extra_runs() +
-        "(`run_side_by_side.py` rewrites this file; `bench_dask.py --write-results` puts "
-        "this section back.)",
+        "(`run_side_by_side.py` keeps this marked section when it rewrites the file; "
+        "`bench_dask.py --write-results` replaces it.)",
         MARK_END,
     ]
     return "\n".join(lines) + "\n"

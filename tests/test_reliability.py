@@ -88,6 +88,7 @@ def _many_levels(m: int = 100_000) -> pd.DataFrame:
 def _fit(formula: str, data: pd.DataFrame, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", mixeff.ConvergenceWarning)   # fit.messages say it
         return mixeff.lmer(formula, data, **kwargs)
 
 
@@ -466,7 +467,10 @@ def test_random_slope_covariate_rescaled_warns():
     lme4's) still advise rescaling.
     """
     d = load_csv("sleepstudy.csv", ["Subject"])
-    m = _fit("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * 100.0))
+    with pytest.warns(mixeff.ConvergenceWarning, match="Rescale variables"):
+        m = mixeff.lmer("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * 100.0))
+    assert not m.converged
+    assert any("Rescale variables?" in msg for msg in m.messages), m.messages
     if abs(m.objective - 1752.8372) > 1e-3:  # not the optimum: it must say so
         assert not m.converged
         assert any("Rescale variables?" in msg for msg in m.messages), m.messages

@@ -126,6 +126,14 @@ def lmer(
     DataError
         Data that cannot be used (see :func:`~mixeff._design.build_design`), a bad
         ``optimizer=``, or a fit that breaks down numerically.
+
+    Warns
+    -----
+    ConvergenceWarning
+        One per failed convergence check (the messages of ``fit.optsum``, also in
+        ``fit.messages``), as lme4 warns (``Model failed to converge with max|grad| =
+        ...``). A singular fit is no warning (lme4 gives it as a message):
+        ``fit.is_singular`` and the summary tell it.
     """
     import time
 
@@ -140,9 +148,11 @@ def lmer(
     if is_dask_input(data):   # Dask DataFrame or Parquet path/glob: fit from partitions
         from ._dask import lmer_dask
 
-        return lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
-                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
-                         verbose=verbose, blas_threads=blas_threads)
+        fit = lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
+                        check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
+                        verbose=verbose, blas_threads=blas_threads)
+        _warn_convergence(fit)
+        return fit
     t0 = time.perf_counter()
     design = build_design(pf, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)
@@ -151,7 +161,18 @@ def lmer(
                      blas_threads=blas_threads)
     fit.timings = {"design": t_design, **fit.timings}
     fit.data = data
+    _warn_convergence(fit)
     return fit
+
+
+def _warn_convergence(fit) -> None:
+    """A :class:`~mixeff.ConvergenceWarning` per failed convergence check, as lme4's."""
+    import warnings
+
+    from ._errors import ConvergenceWarning
+
+    for msg in fit.optsum.messages:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
 
 
 class _SharedBlasLimit:

@@ -526,9 +526,47 @@ def _sleepstudy_fit():
     import mixeff
 
     data = load_csv("sleepstudy.csv", ["Subject"])
-    fit = mixeff.lmer("Reaction ~ Days + (Days | Subject)", data)
-    fit.data_name = "sleepstudy"  # R prints the name of the data argument
-    return fit
+    # R prints the name of the data argument
+    return mixeff.lmer("Reaction ~ Days + (Days | Subject)", data, data_name="sleepstudy")
+
+
+def test_lmer_data_name():
+    """``lmer(..., data_name=)`` gives lme4's ``Data:`` line; without it there is none."""
+    import mixeff
+
+    fit = _sleepstudy_fit()
+    assert fit.data_name == "sleepstudy"
+    lines = str(fit.summary()).split("\n")
+    assert lines[2:4] == ["Formula: Reaction ~ Days + (Days | Subject)", "   Data: sleepstudy"]
+    assert lines[2:4] == _load("sleepstudy_reml")["summary_text"].split("\n")[2:4]
+    plain = mixeff.lmer("Reaction ~ Days + (Days | Subject)", load_csv("sleepstudy.csv"))
+    assert plain.data_name is None
+    assert not any(line.startswith("   Data:") for line in str(plain.summary()).split("\n"))
+
+
+def test_singular_fit_summary_end_to_end():
+    """A singular fit (Dyestuff2) prints R's convergence lines once, and warns of nothing.
+
+    lme4 1.1-31 gives "boundary (singular) fit: see help('isSingular')" as a message, not
+    a warning; lmer raises no ConvergenceWarning for a fit that passes its checks.
+    """
+    import warnings
+
+    import mixeff
+
+    ref = _load("dyestuff2_reml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mixeff.ConvergenceWarning)
+        fit = mixeff.lmer("Yield ~ 1 + (1 | Batch)", load_csv("Dyestuff2.csv", ["Batch"]),
+                          data_name="Dyestuff2")
+    assert fit.is_singular and fit.converged
+    expected = ref["summary_text"].split("\n")
+    got = str(LmerSummary(fit)).split("\n")
+    assert _same_numbers(expected, got) == []
+    assert got[-3:] == [f"optimizer ({fit.optsum.method}) convergence code: 0 (OK)",
+                        "boundary (singular) fit: see help('isSingular')", ""]
+    assert expected[-3:] == ["optimizer (nloptwrap) convergence code: 0 (OK)",
+                             "boundary (singular) fit: see help('isSingular')", ""]
 
 
 def test_sleepstudy_summary_end_to_end_lme4_layout():

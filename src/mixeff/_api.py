@@ -73,6 +73,7 @@ def lmer(
     check_nobs_vs_nre: str = "stop",
     verbose: bool = False,
     blas_threads: int | None = 1,
+    data_name: str | None = None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model, as R's ``lme4::lmer``.
 
@@ -113,6 +114,10 @@ def lmer(
         any fit runs, the whole process uses the thread count of the first of the
         concurrently running fits, and the original counts come back when the last one
         ends (see :func:`fit_design`).
+    data_name
+        Name of the data shown by the summary (lme4's ``Data: sleepstudy`` line, the
+        name R takes from the call) and in ``mixeff.anova``'s heading; kept as
+        ``fit.data_name``. None (default): no such line.
 
     Returns
     -------
@@ -151,6 +156,8 @@ def lmer(
         fit = lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
                         verbose=verbose, blas_threads=blas_threads)
+        if data_name is not None:
+            fit.data_name = data_name
         _warn_convergence(fit)
         return fit
     t0 = time.perf_counter()
@@ -158,7 +165,7 @@ def lmer(
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)
     t_design = time.perf_counter() - t0
     fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose,
-                     blas_threads=blas_threads)
+                     blas_threads=blas_threads, data_name=data_name)
     fit.timings = {"design": t_design, **fit.timings}
     fit.data = data
     _warn_convergence(fit)
@@ -258,9 +265,10 @@ def _blas_limit(threads: int | None):
 
 def fit_design(design, reml: bool = True, optimizer: str = "auto",
                factorization: str = "auto", verbose: bool = False,
-               blas_threads: int | None = 1) -> LmerFit:
+               blas_threads: int | None = 1, data_name: str | None = None) -> LmerFit:
     """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6).
 
+    ``data_name`` is the name of the data for the summary (see :func:`lmer`).
     The seconds spent in each stage are kept in ``fit.timings``. Fits may run
     concurrently from several threads; ``blas_threads`` is process-wide (see
     :class:`_SharedBlasLimit`): while fits run, the BLAS libraries use the thread count
@@ -271,7 +279,7 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto",
     if not design.terms:
         raise _no_random_terms(design.formula.text)
     with _blas_limit(blas_threads):
-        return _fit_design(design, reml, optimizer, factorization, verbose)
+        return _fit_design(design, reml, optimizer, factorization, verbose, data_name)
 
 
 def _breakdown(design, method: str, err: Exception) -> DataError:
@@ -289,7 +297,8 @@ def _breakdown(design, method: str, err: Exception) -> DataError:
         "definite')")
 
 
-def _fit_design(design, reml, optimizer, factorization, verbose) -> LmerFit:
+def _fit_design(design, reml, optimizer, factorization, verbose,
+                data_name=None) -> LmerFit:
     import time
 
     from ._blocks import build_blocks
@@ -334,7 +343,7 @@ def _fit_design(design, reml, optimizer, factorization, verbose) -> LmerFit:
         raise _breakdown(design, method, err) from err
     t4 = time.perf_counter()
     fit = LmerFit(design=design, structure=re, blocks=blocks, objective_fn=obj,
-                  optsum=optsum, term_order=order)
+                  optsum=optsum, term_order=order, data_name=data_name)
     fit.timings = {"blocks": t1 - t0, "analysis": t2 - t1, "optimizer": t3 - t2,
                    "checks": t4 - t3, "fit_object": time.perf_counter() - t4}
     return fit

@@ -471,7 +471,7 @@ def test_random_slope_covariate_rescaled_warns():
         m = mixeff.lmer("Reaction ~ Days + (Days | Subject)", d.assign(Days=d["Days"] * 100.0))
     assert not m.converged
     assert any("Rescale variables?" in msg for msg in m.messages), m.messages
-    if abs(m.objective - 1752.8372) > 1e-3:  # not the optimum: it must say so
+    if abs(m.objective - 1752.8386) > 1e-3:  # not the optimum: it must say so
         assert not m.converged
         assert any("Rescale variables?" in msg for msg in m.messages), m.messages
     try:

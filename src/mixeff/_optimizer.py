@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize as so
 
-__all__ = ["OptSummary", "minimize_theta", "scaled_start", "theta_scale"]
+__all__ = ["OptSummary", "minimize_theta", "moment_start", "scaled_start", "theta_scale"]
 
 
 @dataclass
@@ -155,18 +155,80 @@ def theta_scale(blocks, sum_w: float | None = None, min_log2: int = 4) -> np.nda
 
 
 def scaled_start(blocks, sum_w: float | None = None) -> dict:
-    """The arguments ``theta0``, ``lower`` and ``scale`` of :func:`minimize_theta` for a fit.
+    """The arguments ``theta0``, ``lower``, ``scale`` (and ``initial_radius``) of
+    :func:`minimize_theta` for a fit.
 
-    lme4's start (1 on the templates' diagonals, 0 elsewhere) taken on the covariates'
-    scale: with the factors ``s`` of :func:`theta_scale` (``sum_w``: the sum of the prior
-    weights, read from the blocks when not given) the optimiser starts at
-    ``phi = s * theta = 1``, i.e. ``theta = 1 / s``; without them (ordinary fits) at
-    lme4's ``theta = 1``.
+    With badly scaled covariates, lme4's start (1 on the templates' diagonals, 0
+    elsewhere) taken on the covariates' scale: with the factors ``s`` of
+    :func:`theta_scale` (``sum_w``: the sum of the prior weights, read from the blocks
+    when not given) the optimiser starts at ``phi = s * theta = 1``, i.e.
+    ``theta = 1 / s``. Otherwise the scalar terms start from :func:`moment_start` (the
+    others at lme4's 1) and COBYQA's first radius is a quarter of the largest such start.
     """
     re = blocks.re
     scale = theta_scale(blocks, sum_w)
-    theta0 = re.start_theta() if scale is None else re.start_theta() / scale
-    return {"theta0": theta0, "lower": re.lower_bounds(), "scale": scale}
+    if scale is not None:
+        return {"theta0": re.start_theta() / scale, "lower": re.lower_bounds(),
+                "scale": scale}
+    theta0, moved = moment_start(blocks)
+    # a start from the data is closer than lme4's 1: COBYQA's first steps shrink with it
+    radius = float(np.clip(0.1 * np.max(theta0[moved]), 0.02, 1.0)) if moved.any() else 1.0
+    return {"theta0": theta0, "lower": re.lower_bounds(), "scale": None,
+            "initial_radius": radius}
+
+
+def moment_start(blocks) -> tuple[np.ndarray, np.ndarray]:
+    """Start values of theta from the data, for the scalar terms; lme4's 1 for the others.
+
+    For a scalar term ``(x | g)`` (``x`` = 1 for a random intercept) the per-level
+    least-squares coefficients of the linear model's residuals on ``x``,
+    ``b_g = sum(w x r) / sum(w x^2)``, have variance ``tau^2 + sigma^2 / sum(w x^2)``;
+    ``tau^2 / sigma^2`` estimated from their spread (method of moments, at least 0.01;
+    ``sigma^2`` the smallest variance within the levels of a scalar term) gives
+    ``theta = tau / sigma``. Every piece is in the blocks: the per-level sums are
+    the entries of ``Z'W r = Z'Wy - Z'WX beta_ols`` and the diagonal of ``Z'WZ``.
+    Returns the start and a mask of the entries set this way.
+    """
+    re = blocks.re
+    theta0 = re.start_theta().astype(float)
+    moved = np.zeros(re.ntheta, dtype=bool)
+    n, p = blocks.n, blocks.p
+    if n - p <= 0 or not any(t.k == 1 for t in re.terms):
+        return theta0, moved
+    sh = blocks.shift
+    Zty, Xty, yty = (sh.Zty, sh.Xty, sh.yty) if sh is not None else \
+        (blocks.Zty, blocks.Xty, blocks.yty)
+    try:
+        beta = np.linalg.solve(blocks.XtX, Xty) if p else np.zeros(0)
+    except np.linalg.LinAlgError:
+        return theta0, moved
+    zr = Zty - blocks.ZtX @ beta if p else np.asarray(Zty, dtype=float)
+    s2 = (yty - float(Xty @ beta)) / (n - p)
+    if not (np.isfinite(s2) and s2 > 0.0):
+        return theta0, moved
+    diag = np.asarray(blocks.A_full.diagonal(), dtype=float)
+    scalar = [t for t, term in enumerate(re.terms) if term.k == 1 and term.nlevels >= 2
+              and np.all(diag[term.offset : term.offset + term.nlevels] > 0.0)]
+    # sigma^2: the smallest residual variance within the levels of a scalar term (the
+    # linear model's residual variance holds every variance component)
+    for t in scalar:
+        term = re.terms[t]
+        sl = slice(term.offset, term.offset + term.nlevels)
+        dfw = n - p - term.nlevels
+        if dfw > 0:
+            within = (s2 * (n - p) - float(np.sum(zr[sl] ** 2 / diag[sl]))) / dfw
+            if np.isfinite(within) and 0.0 < within < s2:
+                s2 = within
+    for t in scalar:
+        term = re.terms[t]
+        cnt = diag[term.offset : term.offset + term.nlevels]
+        b = zr[term.offset : term.offset + term.nlevels] / cnt
+        tau2 = float(np.var(b, ddof=1)) - s2 * float(np.mean(1.0 / cnt))
+        val = np.sqrt(max(tau2 / s2, 0.01))
+        if np.isfinite(val):
+            theta0[re.theta_term == t] = val
+            moved[re.theta_term == t] = True
+    return theta0, moved
 
 
 class _Scaled:
@@ -190,7 +252,7 @@ class _Scaled:
         return self.obj.gradient(np.asarray(phi, float) / self.scale) / self.scale
 
 
-def _run(method, fun, objective, theta0, bounds, maxiter):
+def _run(method, fun, objective, theta0, bounds, maxiter, radius=1.0):
     if method == "L-BFGS-B":
         return so.minimize(
             fun, theta0, jac=objective.gradient, method="L-BFGS-B", bounds=bounds,
@@ -199,7 +261,7 @@ def _run(method, fun, objective, theta0, bounds, maxiter):
     if method == "COBYQA":
         return so.minimize(
             fun, theta0, method="COBYQA", bounds=bounds,
-            options={"maxfev": maxiter, "initial_tr_radius": 1.0, "final_tr_radius": 1e-6},
+            options={"maxfev": maxiter, "initial_tr_radius": radius, "final_tr_radius": 1e-6},
         )
     raise ValueError(f"unknown optimizer {method!r}; use 'L-BFGS-B' or 'COBYQA'")
 
@@ -221,7 +283,8 @@ def _probe_boundary(objective, theta: np.ndarray, lower: np.ndarray,
 
 def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
                    method: str = "L-BFGS-B", maxiter: int = 10000,
-                   verbose: bool = False, scale: np.ndarray | None = None) -> OptSummary:
+                   verbose: bool = False, scale: np.ndarray | None = None,
+                   initial_radius: float = 1.0) -> OptSummary:
     """Minimise ``objective`` (an :class:`~mixeff._objective.LmmObjective`) over theta.
 
     Parameters
@@ -244,6 +307,9 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
         its bounds are ``scale * lower`` and its gradient ``gradient(theta) / scale``.
         The record holds theta (the final theta mapped back, ``fmin`` evaluated there),
         ``theta0`` and ``lower``, and the convergence checks stay in theta as lme4's.
+    initial_radius
+        COBYQA's first trust-region radius (1, as lme4's BOBYQA, from lme4's start;
+        smaller from a start estimated from the data, see :func:`scaled_start`).
 
     Returns
     -------
@@ -262,7 +328,7 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
     t0 = time.perf_counter()
     progress = _Progress(target) if verbose else None
     fun = progress if progress is not None else target
-    res = _run(method, fun, target, theta0, bounds, maxiter)
+    res = _run(method, fun, target, theta0, bounds, maxiter, initial_radius)
     if method == "L-BFGS-B":
         # At a diagonal theta entry of 0 the gradient vanishes by symmetry (the deviance
         # is even in it), so a gradient method can stop there even when the deviance

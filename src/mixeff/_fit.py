@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["LmerFit"]
 
+#: lme4's message for a fit on the boundary of the parameter space.
+SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
+
 
 class LmerFit:
     """A linear mixed model fitted by REML or ML.
@@ -63,6 +66,8 @@ class LmerFit:
         self.objective = float(self._sol.objective)
         self.sigma = float(np.sqrt(self._sol.r2 / ((n - p) if self.reml else n)))
         self.messages: list[str] = list(design.messages) + list(optsum.messages)
+        if self.structure.is_singular(self.theta):
+            self.messages.append(SINGULAR_MESSAGE)   # lme4's message for a singular fit
         self.timings: dict[str, float] = {}
         self.data = None   # the DataFrame given to lmer (kept by reference), if any
 

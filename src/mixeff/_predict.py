@@ -700,7 +700,8 @@ def refit(fit: LmerFit, new_response: Any = None, *, reml: bool | None = None) -
         start = np.maximum(fit.theta, re_.lower_bounds())
     t1 = time.perf_counter()
     obj = LmmObjective(blocks, reml=fit.reml if reml is None else bool(reml),
-                       factorization=fit._obj.factorization)
+                       factorization=getattr(fit._obj, "requested_factorization",
+                                             fit._obj.factorization))
     t2 = time.perf_counter()
     method = fit.optsum.method if fit.optsum.method in ("L-BFGS-B", "COBYQA") \
         else choose_optimizer(obj)

@@ -51,6 +51,8 @@ __all__ = [
     "zapsmall",
 ]
 
+_SINGULAR = "boundary (singular) fit: see help('isSingular')"   # as _fit.SINGULAR_MESSAGE
+
 _DDF = (None, "Satterthwaite", "Kenward-Roger", "lme4")
 #: R's ``.Machine$double.eps``.
 DOUBLE_EPS = 2.220446049250313e-16
@@ -1184,8 +1186,8 @@ class LmerSummary:
             out += "fit warnings:\n" + "\n".join(fit_msgs) + "\n"
         opt = getattr(fit, "optsum", None)
         msgs = [m for m in list(getattr(fit, "messages", []) or []) if m not in fit_msgs]
-        if getattr(fit, "is_singular", False):
-            msgs.append("boundary (singular) fit: see help('isSingular')")
+        if getattr(fit, "is_singular", False) and _SINGULAR not in msgs:
+            msgs.append(_SINGULAR)
         if opt is None:
             return out
         ok = bool(getattr(opt, "success", True))

@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["tidy", "glance", "augment", "hat_values", "cooks_distance", "fit_html"]
 
+_SINGULAR = "boundary (singular) fit: see help('isSingular')"   # as _fit.SINGULAR_MESSAGE
+
 _EFFECTS = ("fixed", "ran_pars", "ran_vals", "ran_coefs")
 _COLUMNS = ("effect", "group", "level", "term", "estimate", "std.error", "statistic", "df",
             "p.value", "conf.low", "conf.high")
@@ -517,8 +519,8 @@ def fit_html(fit: LmerFit) -> str:
             rows.append(cells)
         parts.append(_table(header, rows, "Fixed effects"))
     msgs = list(dict.fromkeys(list(getattr(fit, "messages", []) or [])))
-    if fit.is_singular:
-        msgs.append("boundary (singular) fit: see help('isSingular')")
+    if fit.is_singular and _SINGULAR not in msgs:
+        msgs.append(_SINGULAR)
     if msgs:
         parts.append("<ul class=\"mixeff-messages\">"
                      + "".join(f"<li>{esc(str(m))}</li>" for m in msgs) + "</ul>")

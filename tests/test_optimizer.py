@@ -26,7 +26,7 @@ def test_moment_start_is_near_the_optimum_for_crossed_intercepts():
     theta0, moved = moment_start(m.blocks)
     assert moved.all()
     np.testing.assert_allclose(theta0, m.theta, rtol=0.2)
-    start = scaled_start(m.blocks)
+    start = scaled_start(m.blocks, method="COBYQA")
     assert start["scale"] is None
     assert 0.02 <= start["initial_radius"] <= 0.1 * theta0.max() + 1e-12
 
@@ -36,7 +36,10 @@ def test_vector_terms_keep_lme4s_start():
     theta0, moved = moment_start(m.blocks)
     assert not moved.any()
     np.testing.assert_array_equal(theta0, m.structure.start_theta())
-    assert scaled_start(m.blocks)["initial_radius"] == 1.0
+    assert scaled_start(m.blocks, method="COBYQA")["initial_radius"] == 1.0
+    # L-BFGS-B starts at lme4's start
+    np.testing.assert_array_equal(scaled_start(m.blocks, method="L-BFGS-B")["theta0"],
+                                  m.structure.start_theta())
 
 
 @pytest.mark.parametrize("method", ["L-BFGS-B", "COBYQA"])

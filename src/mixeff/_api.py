@@ -333,7 +333,7 @@ def _fit_design(design, reml, optimizer, factorization, verbose,
         # random-effect covariates on a large or small scale: theta scaled by them, from
         # lme4's start taken on their scale (ordinary fits: lme4's start, unscaled)
         sum_w = None if design.weights is None else float(np.sum(design.weights))
-        optsum = minimize_theta(obj, **scaled_start(blocks, sum_w), method=method,
+        optsum = minimize_theta(obj, **scaled_start(blocks, sum_w, method), method=method,
                                 verbose=verbose)
         t3 = time.perf_counter()
         optsum.messages.extend(check_convergence(obj, optsum))

@@ -812,7 +812,8 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
         t4 = time.perf_counter()
         method = choose_optimizer(obj) if optimizer == "auto" else optimizer
         try:
-            optsum = minimize_theta(obj, **scaled_start(blocks), method=method, verbose=verbose)
+            optsum = minimize_theta(obj, **scaled_start(blocks, method=method), method=method,
+                                    verbose=verbose)
             t5 = time.perf_counter()
             optsum.messages.extend(check_convergence(obj, optsum))
         except MixeffError:
@@ -998,7 +999,8 @@ def _subfit(fit, new_design, keep_cols: dict, dropped: int | None):
                                      Xty=sh.Xty, yty=sh.yty)
     obj = LmmObjective(blocks, reml=fit.reml)
     method = choose_optimizer(obj)
-    optsum = minimize_theta(obj, **scaled_start(blocks), method=method)   # as fit_design
+    optsum = minimize_theta(obj, **scaled_start(blocks, method=method),   # as fit_design
+                            method=method)
     # design.terms in formula order; the fit's storage order maps onto them
     fterms = [f for f in range(len(fit.design.terms)) if f != dropped]
     term_order = [fterms.index(fit.term_order[ot]) for ot, _ in new]

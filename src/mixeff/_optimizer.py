@@ -154,7 +154,7 @@ def theta_scale(blocks, sum_w: float | None = None, min_log2: int = 4) -> np.nda
     return np.ldexp(1.0, log2s.astype(int))
 
 
-def scaled_start(blocks, sum_w: float | None = None) -> dict:
+def scaled_start(blocks, sum_w: float | None = None, method: str | None = None) -> dict:
     """The arguments ``theta0``, ``lower``, ``scale`` (and ``initial_radius``) of
     :func:`minimize_theta` for a fit.
 
@@ -162,14 +162,20 @@ def scaled_start(blocks, sum_w: float | None = None) -> dict:
     elsewhere) taken on the covariates' scale: with the factors ``s`` of
     :func:`theta_scale` (``sum_w``: the sum of the prior weights, read from the blocks
     when not given) the optimiser starts at ``phi = s * theta = 1``, i.e.
-    ``theta = 1 / s``. Otherwise the scalar terms start from :func:`moment_start` (the
-    others at lme4's 1) and COBYQA's first radius is a quarter of the largest such start.
+    ``theta = 1 / s``. Otherwise, for ``method="COBYQA"``, the scalar terms start from
+    :func:`moment_start` (the others at lme4's 1) and COBYQA's first radius is a tenth of
+    the largest such start: on the large crossed designs it is given to, this saves a
+    third to a half of the evaluations (InstEval 70 -> 43). L-BFGS-B starts at lme4's
+    ``theta = 1``: from the moment start it took more steps on the small reference
+    models (Penicillin 14 -> 31, Pastes 12 -> 35).
     """
     re = blocks.re
     scale = theta_scale(blocks, sum_w)
     if scale is not None:
         return {"theta0": re.start_theta() / scale, "lower": re.lower_bounds(),
                 "scale": scale}
+    if method != "COBYQA":
+        return {"theta0": re.start_theta(), "lower": re.lower_bounds(), "scale": None}
     theta0, moved = moment_start(blocks)
     # a start from the data is closer than lme4's 1: COBYQA's first steps shrink with it
     radius = float(np.clip(0.1 * np.max(theta0[moved]), 0.02, 1.0)) if moved.any() else 1.0

@@ -144,105 +144,28 @@ def build_blocks(
     beta0 = _least_squares(X, y, w) if p else np.zeros(0)
     XY[:, p + 1] = y - X @ beta0 if p else y
 
-    # Blocks of A: diagonal (same term, same level), then each pair of terms.
-    rt, rl, ct, cl, dg, vlist = [], [], [], [], [], []
-    for t in range(nt):
-        d = K.diag_block_sums(codes[t], mats[t], w, int(nlev[t]))
-        m = int(nlev[t])
-        rt.append(np.full(m, t))
-        ct.append(np.full(m, t))
-        rl.append(np.arange(m))
-        cl.append(np.arange(m))
-        dg.append(np.ones(m, dtype=bool))
-        vlist.append(d.reshape(m, -1))
+    # Blocks of A: diagonal (same term, same level), then each observed pair of levels
+    # of each pair of terms; their pattern is laid out by assemble_blocks.
+    diag = [K.diag_block_sums(codes[t], mats[t], w, int(nlev[t])) for t in range(nt)]
+    pairs = {}
     for s in range(nt):
         for t in range(s):
             key = codes[s] * nlev[t] + codes[t]
             uniq, inv = np.unique(key, return_inverse=True)
-            pb = K.pair_block_sums(inv.astype(np.int64), mats[s], mats[t], w, uniq.size)
-            rt.append(np.full(uniq.size, s))
-            ct.append(np.full(uniq.size, t))
-            rl.append(uniq // nlev[t])
-            cl.append(uniq % nlev[t])
-            dg.append(np.zeros(uniq.size, dtype=bool))
-            vlist.append(pb.reshape(uniq.size, -1))
-    blk_rt = np.concatenate(rt).astype(np.int64)
-    blk_ct = np.concatenate(ct).astype(np.int64)
-    blk_rl = np.concatenate(rl).astype(np.int64)
-    blk_cl = np.concatenate(cl).astype(np.int64)
-    blk_diag = np.concatenate(dg)
-    sizes = kdim[blk_rt] * kdim[blk_ct]
-    blk_vo = np.zeros(blk_rt.size, dtype=np.int64)
-    np.cumsum(sizes[:-1], out=blk_vo[1:])
-    vals = np.concatenate([v.ravel() for v in vlist]) if vlist else np.zeros(0)
+            pairs[(s, t)] = (uniq, K.pair_block_sums(inv.astype(np.int64), mats[s], mats[t], w,
+                                                     uniq.size))
 
-    # Expand the blocks into entries (row, col) of the lower triangle of M.
-    total = int(sizes.sum())
-    ent_blk = np.repeat(np.arange(blk_rt.size), sizes)
-    local = np.arange(total) - np.repeat(blk_vo, sizes)
-    kc = kdim[blk_ct][ent_blk]
-    i_loc = local // kc
-    j_loc = local % kc
-    rows = offsets[blk_rt][ent_blk] + blk_rl[ent_blk] * kdim[blk_rt][ent_blk] + i_loc
-    cols = offsets[blk_ct][ent_blk] + blk_cl[ent_blk] * kc + j_loc
-    keep = rows >= cols
-    q = re.q
-    ent_id = np.flatnonzero(keep)
-    Mlow = sp.csc_matrix(
-        (ent_id.astype(np.float64) + 1.0, (rows[keep], cols[keep])), shape=(q, q)
-    )
-    Mlow.sort_indices()
-    pos = np.full(total, -1, dtype=np.int64)
-    pos[Mlow.data.astype(np.int64) - 1] = np.arange(Mlow.data.size)
-    m_indptr = Mlow.indptr.astype(np.int64)
-    m_indices = Mlow.indices.astype(np.int64)
-
-    # Full symmetric A for matrix-vector products.
-    a_vals = vals
-    off = ~blk_diag[ent_blk]
-    A_full = sp.csr_matrix(
-        (
-            np.concatenate([a_vals, a_vals[off]]),
-            (np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])),
-        ),
-        shape=(q, q),
-    )
-
-    # Z'W[X y]
-    ZtXY = np.empty((q, p + 2))
+    # Z'W[X y y0] and [X y y0]'W[X y y0]
+    ZtXY = np.empty((re.q, p + 2))
     for t in range(nt):
         blk = K.term_cross_sums(codes[t], mats[t], w, XY, int(nlev[t]))
         ZtXY[offsets[t] : offsets[t] + nlev[t] * kdim[t]] = blk.reshape(-1, p + 2)
-    WXY = XY * w[:, None]
-    XYtXY = XY.T @ WXY
-    return Blocks(
-        re=re,
-        kdim=kdim,
-        offsets=offsets,
-        nlev=nlev,
-        blk_rt=blk_rt,
-        blk_rl=blk_rl,
-        blk_ct=blk_ct,
-        blk_cl=blk_cl,
-        blk_diag=blk_diag,
-        blk_vo=blk_vo,
-        vals=vals,
-        blk_po=blk_vo.copy(),
-        pos=pos,
-        m_indptr=m_indptr,
-        m_indices=m_indices,
-        A_full=A_full,
-        ZtX=np.ascontiguousarray(ZtXY[:, :p]),
-        Zty=np.ascontiguousarray(ZtXY[:, p]),
-        XtX=XYtXY[:p, :p].copy(),
-        Xty=XYtXY[:p, p].copy(),
-        yty=float(XYtXY[p, p]),
-        n=n,
-        p=p,
-        sum_log_w=float(np.sum(np.log(w))) if weights is not None else 0.0,
-        shift=ResponseShift(beta0=beta0, Zty=np.ascontiguousarray(ZtXY[:, p + 1]),
-                            Xty=XYtXY[:p, p + 1].copy(), yty=float(XYtXY[p + 1, p + 1])),
-    )
+    XYtXY = XY.T @ (XY * w[:, None])
+    blocks = assemble_blocks(re, diag, pairs, ZtXY[:, : p + 1], XYtXY[: p + 1, : p + 1], n,
+                             float(np.sum(np.log(w))) if weights is not None else 0.0)
+    blocks.shift = ResponseShift(beta0=beta0, Zty=np.ascontiguousarray(ZtXY[:, p + 1]),
+                                 Xty=XYtXY[:p, p + 1].copy(), yty=float(XYtXY[p + 1, p + 1]))
+    return blocks
 
 
 def _least_squares(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:

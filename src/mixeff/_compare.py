@@ -494,6 +494,16 @@ def ranova(fit: LmerFit, reduce_terms: bool = True) -> pd.DataFrame:
         else:
             ll, npar = lm_loglik(new_design, fit.reml)
             rows.append((red.label, npar, ll))
+    return ranova_table(rows, fit.formula, formulae)
+
+
+def ranova_table(rows: list[tuple[str, int, float]], formula: str,
+                 formulae: dict[str, str]) -> pd.DataFrame:
+    """lmerTest's ``ranova`` table from ``(label, npar, logLik)`` rows, the model's first.
+
+    Each reduction is tested against the model by its likelihood ratio on the difference
+    in parameters.
+    """
     labels = [r[0] for r in rows]
     npar = np.array([r[1] for r in rows], dtype=int)
     ll = np.array([r[2] for r in rows])
@@ -518,7 +528,7 @@ def ranova(fit: LmerFit, reduce_terms: bool = True) -> pd.DataFrame:
         },
         index=pd.Index(labels),
     )
-    table.attrs["heading"] = [RANOVA_TITLE, "", "Model:", fit.formula]
+    table.attrs["heading"] = [RANOVA_TITLE, "", "Model:", formula]
     table.attrs["formulae"] = formulae
     return table
 

@@ -1266,9 +1266,8 @@ class DaskFitInfo:
         have (``(0 + x | g)`` -> ``(1 | g)``) needs new sums: that reduced model is fitted
         from the partitions again, on the same rows.
         """
-        from scipy import stats
 
-        from ._compare import RANOVA_TITLE, _loglik, _reduced_design, _reductions
+        from ._compare import _loglik, _reduced_design, _reductions, ranova_table
 
         design = fit.design
         rows = [("<none>", int(fit.npar), _loglik(fit))]
@@ -1293,25 +1292,7 @@ class DaskFitInfo:
                 dropped = None if present else red.index
                 sub = _subfit(fit, new_design, keep_cols, dropped)
             rows.append((red.label, int(sub.npar), _loglik(sub)))
-        labels = [r[0] for r in rows]
-        npar = np.array([r[1] for r in rows], dtype=int)
-        ll = np.array([r[2] for r in rows])
-        lrt = np.full(ll.size, np.nan)
-        df = np.full(ll.size, np.nan)
-        lrt[1:] = 2.0 * (ll[0] - ll[1:])
-        lrt[1:][np.abs(lrt[1:]) <= 64 * np.finfo(float).eps * np.abs(ll[0])] = 0.0
-        df[1:] = npar[0] - npar[1:]
-        with np.errstate(invalid="ignore"):
-            pval = np.where(df > 0, stats.chi2.sf(lrt, np.where(df > 0, df, 1.0)), np.nan)
-        pval[0] = np.nan
-        table = pd.DataFrame(
-            {"npar": npar, "logLik": ll, "AIC": -2.0 * ll + 2.0 * npar, "LRT": lrt,
-             "Df": pd.array([None if np.isnan(d) else int(d) for d in df], dtype="Int64"),
-             "Pr(>Chisq)": pval},
-            index=pd.Index(labels))
-        table.attrs["heading"] = [RANOVA_TITLE, "", "Model:", fit.formula]
-        table.attrs["formulae"] = formulae
-        return table
+        return ranova_table(rows, fit.formula, formulae)
 
     def check_kenward_roger(self) -> None:
         """Kenward-Roger needs pbkrtest's unweighted cross-products for a weighted fit."""

@@ -133,42 +133,9 @@ class _Plan:
 
 def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=()) -> _Plan:
     """Resolve the names of the formula against the columns (as build_design step 1)."""
-    from ._design import (
-        _BACKTICK_RE,
-        _NAME_RE,
-        _Columns,
-        _formulaic_names,
-        _is_numeric,
-        _response_not_on_rhs,
-    )
+    from ._design import _formulaic_names, _is_numeric, resolve_names
 
-    text = pf.text
-    tilde = text.find("~")
-    cols = _Columns(meta, pf)
-    m = _BACKTICK_RE.match(pf.response)
-    response_col = None
-    if m or pf.response in cols.names:
-        response_col = m.group(1) if m else pf.response
-        cols.require(response_col, 0, tilde, "response")
-        dtype = meta[response_col].dtype
-        if not _is_numeric(dtype):
-            raise DataError(f"response {response_col!r} is not numeric (its dtype is "
-                            f"{dtype}); lmer needs a numeric response")
-    elif _NAME_RE.fullmatch(pf.response):
-        cols.require(pf.response, 0, tilde, "response")
-    else:
-        cols.python(pf.response, 0, tilde, "the response")
-    response_name = response_col if response_col is not None else pf.response
-    cols.formulaic(pf.fixed, tilde, None, "the fixed-effects part")
-    _response_not_on_rhs(pf, response_name, tilde, cols.names)
-    for term in pf.random:
-        cols.formulaic(term.expr, term.start, None, "a random-effects term")
-        bar = text.find("|", term.start)
-        for f in term.factors:
-            cols.require(f, bar if bar >= 0 else term.start, None, "grouping factor",
-                         numeric=False)
-    for expr in pf.offset_exprs:
-        cols.python(expr, tilde, None, "offset()")
+    cols, response_col, response_name = resolve_names(pf, meta)
     vec = {}
     for arg, what in ((weights, "weights"), (offset, "offset")):
         if arg is None:

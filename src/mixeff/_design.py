@@ -685,38 +685,11 @@ def build_design(
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise DataError(f"data are empty ({data.shape[0]} rows, {data.shape[1]} columns)")
-    text = pf.text
-    tilde = text.find("~")
     n_data = len(data)
 
     # 1. names ---------------------------------------------------------------------------
-    cols = _Columns(data, pf)
-    m = _BACKTICK_RE.match(pf.response)
-    response_col: str | None = None
-    if m or pf.response in cols.names:
-        response_col = m.group(1) if m else pf.response
-        cols.require(response_col, 0, tilde, "response")
-        dtype = data[response_col].dtype
-        if not _is_numeric(dtype):
-            raise DataError(f"response {response_col!r} is not numeric (its dtype is "
-                            f"{dtype}); lmer needs a numeric response")
-    elif _NAME_RE.fullmatch(pf.response):
-        cols.require(pf.response, 0, tilde, "response")
-    else:
-        cols.python(pf.response, 0, tilde, "the response")
-    response_name = response_col if response_col is not None else pf.response
-    cols.formulaic(pf.fixed, tilde, None, "the fixed-effects part")
-    _response_not_on_rhs(pf, response_name, tilde, cols.names)
-    term_pos: list[int] = []
-    for term in pf.random:
-        cols.formulaic(term.expr, term.start, None, "a random-effects term")
-        bar = text.find("|", term.start)
-        term_pos.append(term.start)
-        for f in term.factors:
-            cols.require(f, bar if bar >= 0 else term.start, None, "grouping factor",
-                         numeric=False)
-    for expr in pf.offset_exprs:
-        cols.python(expr, tilde, None, "offset()")
+    cols, response_col, response_name = resolve_names(pf, data)
+    term_pos = [term.start for term in pf.random]
     w_full = _vector_arg(weights, "weights", data, cols)
     o_full = _vector_arg(offset, "offset", data, cols)
 
@@ -952,3 +925,41 @@ def _run_checks(terms: list[ReTermDesign], n: int, check_nlev: str, check_nobs_v
                      f"term ({t.expr} | {t.label}); the random-effects parameters and the "
                      "residual variance (or scale parameter) are probably unidentifiable",
                      messages)
+
+
+def resolve_names(pf: ParsedFormula, data: pd.DataFrame) -> tuple[_Columns, str | None, str]:
+    """Check every name of the formula against the columns of ``data`` (or of a frame
+    with the same columns and dtypes, e.g. a Dask frame's ``meta``).
+
+    Returns the column lookup (with the columns used, and those used as numbers), the
+    response's column (None for an expression) and the response's name. Unknown names
+    raise a :class:`FormulaError` at their position in the formula.
+    """
+    text = pf.text
+    tilde = text.find("~")
+    cols = _Columns(data, pf)
+    m = _BACKTICK_RE.match(pf.response)
+    response_col: str | None = None
+    if m or pf.response in cols.names:
+        response_col = m.group(1) if m else pf.response
+        cols.require(response_col, 0, tilde, "response")
+        dtype = data[response_col].dtype
+        if not _is_numeric(dtype):
+            raise DataError(f"response {response_col!r} is not numeric (its dtype is "
+                            f"{dtype}); lmer needs a numeric response")
+    elif _NAME_RE.fullmatch(pf.response):
+        cols.require(pf.response, 0, tilde, "response")
+    else:
+        cols.python(pf.response, 0, tilde, "the response")
+    response_name = response_col if response_col is not None else pf.response
+    cols.formulaic(pf.fixed, tilde, None, "the fixed-effects part")
+    _response_not_on_rhs(pf, response_name, tilde, cols.names)
+    for term in pf.random:
+        cols.formulaic(term.expr, term.start, None, "a random-effects term")
+        bar = text.find("|", term.start)
+        for f in term.factors:
+            cols.require(f, bar if bar >= 0 else term.start, None, "grouping factor",
+                         numeric=False)
+    for expr in pf.offset_exprs:
+        cols.python(expr, tilde, None, "offset()")
+    return cols, response_col, response_name

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from refdata import load_csv
 
+import mixeff
 from mixeff._summary import (
     LmerSummary,
     abbreviate,
@@ -621,3 +622,24 @@ def test_deparse_lines():
     assert deparse_lines(long) == [
         "a_long_response_name ~ first_covariate + second_covariate + third_covariate + ",
         "    (1 | grouping_factor) + (0 + first_covariate | other)"]
+
+
+def test_summary_arguments_as_lmertest():
+    """``summary(ddf=...)`` as lmerTest's ``summary(m, ddf = ...)``; ``digits``."""
+    m = mixeff.lmer("Reaction ~ Days + (Days | Subject)", load_csv("sleepstudy.csv"))
+    sat = str(m.summary())
+    plain = str(m.summary(ddf="lme4"))
+    kr = str(m.summary(ddf="Kenward-Roger"))
+    assert "Satterthwaite" in sat and "Pr(>|t|)" in sat
+    assert "['lmerMod']" in plain and "Pr(>|t|)" not in plain
+    assert "Kenward-Roger" in kr
+    assert str(m.summary(digits=6)) != sat
+    assert "Correlation of Fixed Effects" not in str(m.summary(correlation=False))
+
+
+def test_varcorr_names_are_none_when_missing_whatever_the_model():
+    for name, formula in [("Dyestuff.csv", "Yield ~ 1 + (1 | Batch)"),
+                          ("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)")]:
+        vc = mixeff.lmer(formula, load_csv(name)).varcorr()
+        assert vc["name2"].iloc[0] is None and vc["name1"].iloc[-1] is None
+        assert vc["name2"].dtype == object

@@ -226,7 +226,11 @@ class LmerFit:
                     cor = S[i, j] / denom if denom > 0 else np.nan
                     rows.append((group, t.colnames[i], t.colnames[j], S[i, j], cor))
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["group", "name1", "name2", "variance", "sd_cor"])
+        out = pd.DataFrame(rows, columns=["group", "name1", "name2", "variance", "sd_cor"])
+        # the same dtype whatever the model: a missing name is None (R's NA), never NaN
+        for i, c in enumerate(("group", "name1", "name2")):
+            out[c] = pd.Series([r[i] for r in rows], dtype=object)
+        return out
 
     # -- fitted values and residuals ------------------------------------------------
     def _linear_predictor(self, include_re: bool = True) -> np.ndarray:
@@ -495,11 +499,32 @@ class LmerFit:
         return confint(self, parm=parm, level=level, method=method, **kwargs)
 
     # -- presentation ---------------------------------------------------------------
-    def summary(self):
-        """A summary laid out like lme4's ``summary(lmer(...))`` (print it)."""
+    def summary(self, ddf: str | None = None, digits: int = 4,
+                correlation: bool | None = None, signif_stars: bool = True):
+        """A summary laid out like lme4's / lmerTest's ``summary(lmer(...))`` (print it).
+
+        Parameters
+        ----------
+        ddf
+            ``None`` (lmerTest's layout with Satterthwaite t-tests), ``"Satterthwaite"``,
+            ``"Kenward-Roger"`` or ``"lme4"`` (lme4's own layout, t values without df),
+            as lmerTest's ``summary(m, ddf = ...)``.
+        digits
+            Significant digits (R's ``max(3, getOption("digits") - 3)`` = 4).
+        correlation
+            Print the correlation of the fixed effects: None for R's rule (at most 12
+            fixed effects), True or False.
+        signif_stars
+            Significance stars beside the p values.
+
+        Returns
+        -------
+        LmerSummary
+        """
         from ._summary import LmerSummary
 
-        out = LmerSummary(self)
+        out = LmerSummary(self, ddf=ddf, digits=digits, correlation=correlation,
+                          signif_stars=signif_stars)
         if getattr(self, "_dask_info", None) is not None:   # exact, without the rows
             from functools import cache
 

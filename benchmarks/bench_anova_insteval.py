@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from results_md import put_section
 
 import mixeff
 
@@ -83,22 +84,6 @@ def main() -> None:
     print(text)
     if args.out:
         put_section(args.out, "bench_anova_insteval", text)
-
-
-def put_section(path: Path, tag: str, text: str) -> None:
-    """Write ``text`` into ``path`` between ``<!-- tag: begin/end -->`` (replaced if there).
-
-    ``run_side_by_side.py`` rewrites RESULTS.md but keeps such marked sections.
-    """
-    block = f"<!-- {tag}: begin -->\n{text.strip()}\n<!-- {tag}: end -->\n"
-    old = path.read_text() if path.exists() else ""
-    begin, end = f"<!-- {tag}: begin -->", f"<!-- {tag}: end -->"
-    if begin in old and end in old:
-        i, j = old.index(begin), old.index(end) + len(end)
-        new = old[:i] + block.rstrip("\n") + old[j:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import queue
-import re
 import signal
 import statistics
 import subprocess
@@ -50,6 +49,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from results_md import kept_sections
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -777,19 +778,6 @@ def write_data(case: Case, tmp: Path) -> tuple[Path, Path, Any]:
     return py_path, csv_path, df
 
 
-def _kept_sections(path: Path) -> str:
-    """The ``<!-- tag: begin -->...<!-- tag: end -->`` sections other scripts wrote.
-
-    (``bench_dask.py``, ``bench_anova_insteval.py``): kept, in their order, when this
-    runner rewrites RESULTS.md.
-    """
-    if not path.exists():
-        return ""
-    found = re.finditer(r"<!-- ([\w.-]+): begin -->.*?<!-- \1: end -->", path.read_text(),
-                        flags=re.S)
-    return "".join("\n" + m.group(0) + "\n" for m in found)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="mixeff side by side with lme4 and Python peers")
     ap.add_argument("--quick", action="store_true", help="small data sets only")
@@ -968,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     if results["scaling"]:
         png = plot_scaling(results, out_dir / "fit_time_vs_rows.png")
     md = out_dir / "RESULTS.md"
-    md.write_text(render_markdown(results, png) + _kept_sections(md))
+    md.write_text(render_markdown(results, png) + kept_sections(md))
     log(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {png}" if png else ""))
     return 0
 

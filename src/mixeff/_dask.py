@@ -655,10 +655,10 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
         _check_level,
         _independent_columns,
         _run_checks,
+        as_parsed,
     )
     from ._errors import MixeffError
     from ._fit import LmerFit
-    from ._formula import ParsedFormula, parse_formula
     from ._lambda import ReStructure
     from ._objective import LmmObjective
     from ._optimizer import minimize_theta, scaled_start
@@ -666,12 +666,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     t0 = time.perf_counter()
     check_nlev = _check_level("check_nlev", check_nlev)
     check_nobs_vs_nre = _check_level("check_nobs_vs_nre", check_nobs_vs_nre)
-    if isinstance(formula, str):
-        pf = parse_formula(formula)
-    elif isinstance(formula, ParsedFormula):
-        pf = formula
-    else:
-        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    pf = as_parsed(formula)
     ddf = _as_dask(data)
     meta = ddf._meta
     if not pf.random:

@@ -675,12 +675,7 @@ def build_design(
     """
     check_nlev = _check_level("check_nlev", check_nlev)
     check_nobs_vs_nre = _check_level("check_nobs_vs_nre", check_nobs_vs_nre)
-    if isinstance(formula, str):
-        pf = parse_formula(formula)
-    elif isinstance(formula, ParsedFormula):
-        pf = formula
-    else:
-        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    pf = as_parsed(formula)
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if data.shape[0] == 0 or data.shape[1] == 0:
@@ -963,3 +958,12 @@ def resolve_names(pf: ParsedFormula, data: pd.DataFrame) -> tuple[_Columns, str 
     for expr in pf.offset_exprs:
         cols.python(expr, tilde, None, "offset()")
     return cols, response_col, response_name
+
+
+def as_parsed(formula: ParsedFormula | str) -> ParsedFormula:
+    """``formula`` parsed (a :class:`ParsedFormula` is returned as it is)."""
+    if isinstance(formula, str):
+        return parse_formula(formula)
+    if isinstance(formula, ParsedFormula):
+        return formula
+    raise FormulaError(f"formula must be a string, not {type(formula).__name__}")

@@ -233,17 +233,43 @@ def _lookup(indptr, indices, Z, pinv, dense, q1, a, b):
 
 
 @njit(cache=True)
-def trace_minv_lambda_a(indptr, indices, Z, pinv, dense, q1, tmpl, kdim, offsets,
-                        blk_rt, blk_rl, blk_ct, blk_cl, blk_diag, blk_vo, vals):
-    """Per term ``t``: ``G_t[c, r] = sum_a [M^{-1} Lambda' A]_{(a,c),(a,r)}``.
+def _position(indptr, indices, pinv, q1, nd, a, b):
+    """Where ``Minv[a, b]`` is kept (see :func:`_lookup`): an index into ``Z`` (>= 0),
+    ``-1 - flat`` for entry ``flat`` of the dense tail (Fortran order), or ``-1 - nd*nd``
+    when the pair is not on the pattern (the entry is then not needed: 0)."""
+    i = pinv[a]
+    j = pinv[b]
+    if i < j:
+        i, j = j, i
+    if j >= q1:
+        return -1 - ((i - q1) + (j - q1) * nd)
+    lo = indptr[j]
+    hi = indptr[j + 1] - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        r = indices[mid]
+        if r == i:
+            return mid
+        if r < i:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return -1 - nd * nd
 
-    ``Minv = (Lambda' A Lambda + I)^{-1}`` is read from its selected inverse; each stored
-    block of ``A`` is used in both orientations.
+
+@njit(cache=True)
+def trace_positions(indptr, indices, pinv, q1, nd, kdim, offsets, blk_rt, blk_rl, blk_ct,
+                    blk_cl, blk_diag):
+    """The positions (:func:`_position`) :func:`trace_minv_lambda_a` reads, in its order.
+
+    They depend on the pattern only, so a fit computes them once.
     """
-    nt = kdim.shape[0]
-    kmax = tmpl.shape[1]
-    G = np.zeros((nt, kmax, kmax))
-    LA = np.empty((kmax, kmax))
+    total = 0
+    for b in range(blk_rt.shape[0]):
+        m = kdim[blk_rt[b]] * kdim[blk_ct[b]]
+        total += m if blk_diag[b] else 2 * m
+    pos = np.empty(total, dtype=np.int64)
+    w = 0
     for b in range(blk_rt.shape[0]):
         ts = blk_rt[b]
         tt = blk_ct[b]
@@ -251,6 +277,40 @@ def trace_minv_lambda_a(indptr, indices, Z, pinv, dense, q1, tmpl, kdim, offsets
         kt = kdim[tt]
         u0 = offsets[ts] + blk_rl[b] * ks
         a0 = offsets[tt] + blk_cl[b] * kt
+        for c in range(kt):
+            for i in range(ks):
+                pos[w] = _position(indptr, indices, pinv, q1, nd, a0 + c, u0 + i)
+                w += 1
+        if not blk_diag[b]:
+            for c in range(ks):
+                for i in range(kt):
+                    pos[w] = _position(indptr, indices, pinv, q1, nd, u0 + c, a0 + i)
+                    w += 1
+    return pos
+
+
+@njit(cache=True)
+def trace_minv_lambda_a(Z, dense_flat, nd, pos, tmpl, kdim, offsets,
+                        blk_rt, blk_rl, blk_ct, blk_cl, blk_diag, blk_vo, vals):
+    """Per term ``t``: ``G_t[c, r] = sum_a [M^{-1} Lambda' A]_{(a,c),(a,r)}``.
+
+    ``Minv = (Lambda' A Lambda + I)^{-1}`` is read from its selected inverse (``Z`` on the
+    factor's pattern, ``dense_flat`` the dense tail) at the positions
+    :func:`trace_positions` found; each stored block of ``A`` is used in both
+    orientations.
+    """
+    nt = kdim.shape[0]
+    kmax = tmpl.shape[1]
+    G = np.zeros((nt, kmax, kmax))
+    LA = np.empty((kmax, kmax))
+    mv = np.empty(kmax)
+    none = -1 - nd * nd
+    w = 0
+    for b in range(blk_rt.shape[0]):
+        ts = blk_rt[b]
+        tt = blk_ct[b]
+        ks = kdim[ts]
+        kt = kdim[tt]
         vo = blk_vo[b]
         # orientation 1: (Lambda'A)[(u, i), (a, r)] = (T_s' V)[i, r]
         for i in range(ks):
@@ -260,10 +320,14 @@ def trace_minv_lambda_a(indptr, indices, Z, pinv, dense, q1, tmpl, kdim, offsets
                     s += tmpl[ts, l, i] * vals[vo + l * kt + r]
                 LA[i, r] = s
         for c in range(kt):
+            for i in range(ks):
+                p = pos[w]
+                w += 1
+                mv[i] = Z[p] if p >= 0 else (dense_flat[-1 - p] if p > none else 0.0)
             for r in range(kt):
                 s = 0.0
                 for i in range(ks):
-                    s += _lookup(indptr, indices, Z, pinv, dense, q1, a0 + c, u0 + i) * LA[i, r]
+                    s += mv[i] * LA[i, r]
                 G[tt, c, r] += s
         if blk_diag[b]:
             continue
@@ -275,10 +339,14 @@ def trace_minv_lambda_a(indptr, indices, Z, pinv, dense, q1, tmpl, kdim, offsets
                     s += tmpl[tt, l, i] * vals[vo + r * kt + l]
                 LA[i, r] = s
         for c in range(ks):
+            for i in range(kt):
+                p = pos[w]
+                w += 1
+                mv[i] = Z[p] if p >= 0 else (dense_flat[-1 - p] if p > none else 0.0)
             for r in range(ks):
                 s = 0.0
                 for i in range(kt):
-                    s += _lookup(indptr, indices, Z, pinv, dense, q1, u0 + c, a0 + i) * LA[i, r]
+                    s += mv[i] * LA[i, r]
                 G[ts, c, r] += s
     return G
 

@@ -141,6 +141,7 @@ class LmmObjective:
             self._chol = SparseCholesky(pattern, supernodal=supernodal)
         self._set_perm()
         self._last: Solution | None = None
+        self._trace_pos = None
 
     def _set_perm(self) -> None:
         self.perm = np.asarray(self._chol.perm, dtype=np.int64)
@@ -303,8 +304,16 @@ class LmmObjective:
         b = self.blocks
         n, p = b.n, b.p
         tmpl = sol.tmpl
+        si = self.selected_inverse(theta)
+        nd = si.dense.shape[0]
+        key = (self.factorization, si.indptr.shape[0], si.indices.shape[0], nd)
+        if self._trace_pos is None or self._trace_pos[0] != key:
+            # where the trace reads M^-1: fixed by the pattern, found once
+            self._trace_pos = (key, K.trace_positions(
+                si.indptr, si.indices, si.pinv, si.q1, nd, b.kdim, b.offsets, b.blk_rt,
+                b.blk_rl, b.blk_ct, b.blk_cl, b.blk_diag))
         G = K.trace_minv_lambda_a(
-            *self.selected_inverse(theta), tmpl, b.kdim, b.offsets,
+            si.Z, si.dense.ravel(order="F"), nd, self._trace_pos[1], tmpl, b.kdim, b.offsets,
             b.blk_rt, b.blk_rl, b.blk_ct, b.blk_cl, b.blk_diag, b.blk_vo, b.vals,
         )
         u = self.u_hat(sol)
@@ -332,7 +341,10 @@ class LmmObjective:
             if self.reml and p:
                 Ut = U[o : o + m * k].reshape(m, k, p)
                 Kk = Kt[o : o + m * k].reshape(m, k, p)
-                H[t, :k, :k] = np.einsum("mcj,mrj->cr", Ut, Kk)
+                # sum over levels m and columns j of Ut[m, c, j] Kk[m, r, j] (a matrix
+                # product: einsum's generic loop was 0.3 ms at 5,000 levels)
+                H[t, :k, :k] = (Ut.transpose(1, 0, 2).reshape(k, -1)
+                                @ Kk.transpose(1, 0, 2).reshape(k, -1).T)
         ti, ri, ci = b.re.theta_term, b.re.theta_row, b.re.theta_col
         trace = G[ti, ci, ri] - H[ti, ci, ri]
         d_r2 = dr2[ti, ri, ci]

@@ -322,3 +322,16 @@ def test_import_does_not_import_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_derivative_free_fit_as_in_memory(client, data):
+    """COBYQA (chosen for large crossed designs) with its data-based start: the same start
+    from the reduced blocks, the same path, the same fit."""
+    form = "y ~ 1 + x + (1 | u) + (1 | i)"
+    fm = mixeff.lmer(form, data, optimizer="COBYQA")
+    fd = mixeff.lmer(form, _ddf(data, "levels"), optimizer="COBYQA")
+    assert fd.optsum.method == fm.optsum.method == "COBYQA"
+    np.testing.assert_allclose(fd.optsum.theta0, fm.optsum.theta0, rtol=1e-10)
+    assert abs(fd.objective - fm.objective) < 1e-8
+    np.testing.assert_allclose(fd.theta, fm.theta, rtol=1e-8)
+    np.testing.assert_allclose(fd.fixef.to_numpy(), fm.fixef.to_numpy(), rtol=1e-8)

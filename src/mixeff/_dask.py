@@ -1032,7 +1032,7 @@ def _influence(fit) -> dict:
     p = b.p
     G = []
     if p:
-        obj._current(fit.theta)
+        obj.solve(fit.theta)
         Gp = obj._chol.solve_Lt(fit._sol.RZX)
         Gfull = np.empty_like(Gp)
         Gfull[obj.perm] = Gp

@@ -212,23 +212,18 @@ def _lookup(indptr, indices, Z, pinv, dense, q1, a, b):
     pattern (``indptr``, ``indices``, ``Z``); the trailing block ``j, i >= q1`` densely in
     ``dense`` (the Schur path; ``q1`` = q and an empty ``dense`` otherwise).
     """
-    i = pinv[a]
-    j = pinv[b]
-    if i < j:
-        i, j = j, i
-    if j >= q1:
-        return dense[i - q1, j - q1]
-    lo = indptr[j]
-    hi = indptr[j + 1] - 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        r = indices[mid]
-        if r == i:
-            return Z[mid]
-        if r < i:
-            lo = mid + 1
-        else:
-            hi = mid - 1
+    return _read(Z, dense, _position(indptr, indices, pinv, q1, dense.shape[0], a, b))
+
+
+@njit(cache=True)
+def _read(Z, dense, p):
+    """The entry of a selected inverse at position ``p`` of :func:`_position`."""
+    if p >= 0:
+        return Z[p]
+    nd = dense.shape[0]
+    f = -1 - p
+    if f < nd * nd:
+        return dense[f % nd, f // nd]
     return 0.0
 
 
@@ -290,12 +285,12 @@ def trace_positions(indptr, indices, pinv, q1, nd, kdim, offsets, blk_rt, blk_rl
 
 
 @njit(cache=True)
-def trace_minv_lambda_a(Z, dense_flat, nd, pos, tmpl, kdim, offsets,
+def trace_minv_lambda_a(Z, dense, pos, tmpl, kdim, offsets,
                         blk_rt, blk_rl, blk_ct, blk_cl, blk_diag, blk_vo, vals):
     """Per term ``t``: ``G_t[c, r] = sum_a [M^{-1} Lambda' A]_{(a,c),(a,r)}``.
 
     ``Minv = (Lambda' A Lambda + I)^{-1}`` is read from its selected inverse (``Z`` on the
-    factor's pattern, ``dense_flat`` the dense tail) at the positions
+    factor's pattern, ``dense`` the dense tail) at the positions
     :func:`trace_positions` found; each stored block of ``A`` is used in both
     orientations.
     """
@@ -304,7 +299,6 @@ def trace_minv_lambda_a(Z, dense_flat, nd, pos, tmpl, kdim, offsets,
     G = np.zeros((nt, kmax, kmax))
     LA = np.empty((kmax, kmax))
     mv = np.empty(kmax)
-    none = -1 - nd * nd
     w = 0
     for b in range(blk_rt.shape[0]):
         ts = blk_rt[b]
@@ -321,9 +315,8 @@ def trace_minv_lambda_a(Z, dense_flat, nd, pos, tmpl, kdim, offsets,
                 LA[i, r] = s
         for c in range(kt):
             for i in range(ks):
-                p = pos[w]
+                mv[i] = _read(Z, dense, pos[w])
                 w += 1
-                mv[i] = Z[p] if p >= 0 else (dense_flat[-1 - p] if p > none else 0.0)
             for r in range(kt):
                 s = 0.0
                 for i in range(ks):
@@ -340,9 +333,8 @@ def trace_minv_lambda_a(Z, dense_flat, nd, pos, tmpl, kdim, offsets,
                 LA[i, r] = s
         for c in range(ks):
             for i in range(kt):
-                p = pos[w]
+                mv[i] = _read(Z, dense, pos[w])
                 w += 1
-                mv[i] = Z[p] if p >= 0 else (dense_flat[-1 - p] if p > none else 0.0)
             for r in range(ks):
                 s = 0.0
                 for i in range(kt):

@@ -261,9 +261,6 @@ class LmmObjective:
         """The objective (REML criterion or ML deviance) at ``theta``."""
         return self.solve(theta).objective
 
-    def _current(self, theta: np.ndarray) -> Solution:
-        return self.solve(theta)
-
     def u_hat(self, sol: Solution) -> np.ndarray:
         """Spherical conditional modes ``u`` (original order) at a solution."""
         v = sol.cu - (sol.RZX @ sol.dbeta if self.blocks.p else 0.0)
@@ -278,7 +275,7 @@ class LmmObjective:
         From the Takahashi recurrences on CHOLMOD's factor, or on the Schur path from
         ``S^{-1}`` and the first term's blocks (:meth:`DenseSchurCholesky.selected_inverse`).
         """
-        self._current(theta)
+        self.solve(theta)
         if isinstance(self._chol, DenseSchurCholesky):
             indptr, indices, Z, dense = self._chol.selected_inverse()
             return SelectedInverse(indptr, indices, Z, self.pinv, dense, self._chol.q1)
@@ -299,7 +296,7 @@ class LmmObjective:
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         """Analytic gradient of the objective with respect to theta."""
         theta = np.asarray(theta, dtype=np.float64)
-        sol = self._current(theta)
+        sol = self.solve(theta)
         self.n_gradients += 1
         b = self.blocks
         n, p = b.n, b.p
@@ -313,7 +310,7 @@ class LmmObjective:
                 si.indptr, si.indices, si.pinv, si.q1, nd, b.kdim, b.offsets, b.blk_rt,
                 b.blk_rl, b.blk_ct, b.blk_cl, b.blk_diag))
         G = K.trace_minv_lambda_a(
-            si.Z, si.dense.ravel(order="F"), nd, self._trace_pos[1], tmpl, b.kdim, b.offsets,
+            si.Z, si.dense, self._trace_pos[1], tmpl, b.kdim, b.offsets,
             b.blk_rt, b.blk_rl, b.blk_ct, b.blk_cl, b.blk_diag, b.blk_vo, b.vals,
         )
         u = self.u_hat(sol)

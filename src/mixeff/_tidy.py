@@ -303,7 +303,7 @@ def hat_values(fit: LmerFit) -> pd.Series:
             qf = np.einsum("ni,nij,nj->n", A[s], vals[inv], A[t])
             quad += qf if s == t else 2.0 * qf
     if p:
-        obj._current(fit.theta)
+        obj.solve(fit.theta)
         Gp = obj._chol.solve_Lt(fit._sol.RZX)
         G = np.empty_like(Gp)
         G[obj.perm] = Gp

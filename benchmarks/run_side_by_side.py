@@ -416,15 +416,27 @@ class _StageTimer:
         return False
 
 
-def _median_time(fn, reps: int, min_total: float = 0.0) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``reps`` calls (after one untimed call)."""
+def _median_time(fn, reps: int, min_total: float = 0.0, setup=None) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``reps`` calls (after one untimed call);
+    ``setup()``, when given, runs untimed before each call."""
+    if setup is not None:
+        setup()
     fn()
     ts = []
     for _ in range(reps):
+        if setup is not None:
+            setup()
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
+
+
+def _fresh_solve(obj, theta) -> None:
+    """A solve at ``theta`` that really factors (the objective keeps its last solution, and
+    the Schur factor its selected inverse, until the next factorisation)."""
+    obj._last = None
+    obj.solve(theta)
 
 
 def breakdown_worker(case_name: str, data: str, reps: int) -> None:
@@ -472,7 +484,8 @@ def breakdown_worker(case_name: str, data: str, reps: int) -> None:
         }
         rhs = obj._lambda_t(tmpl, obj._ZtXY, True)[obj.perm]
         pieces["solve_L"] = lambda: obj._chol.solve_L(rhs)
-        pieces["solve_total"] = lambda: obj.solve(theta)
+        # a whole solve: the kept solution is dropped first, or solve() would return it
+        pieces["solve_total"] = lambda: (setattr(obj, "_last", None), obj.solve(theta))
         for fn in pieces.values():
             fn()
         times: dict[str, list[float]] = {k: [] for k in [*pieces, "rest"]}
@@ -484,10 +497,13 @@ def breakdown_worker(case_name: str, data: str, reps: int) -> None:
             times["rest"].append(times["solve_total"][-1] - sum(
                 times[k][-1] for k in ("fill", "factorize", "rhs", "solve_L")))
         out.update({k: statistics.median(v) for k, v in times.items()})
-        obj.solve(theta)
+        # selected inverse and gradient each after a fresh factorisation (untimed), as in
+        # the optimiser: nothing computed for an earlier call is reused
         out["selected_inverse"] = _median_time(lambda: obj.selected_inverse(theta),
-                                               max(3, reps // 4))
-        out["gradient"] = _median_time(lambda: obj.gradient(theta), max(3, reps // 4))
+                                               max(3, reps // 4),
+                                               setup=lambda: _fresh_solve(obj, theta))
+        out["gradient"] = _median_time(lambda: obj.gradient(theta), max(3, reps // 4),
+                                       setup=lambda: _fresh_solve(obj, theta))
     except Exception as exc:  # noqa: BLE001 - internal API may move; report, don't die
         out["error"] = f"{type(exc).__name__}: {exc}"
     _emit(event="evaluation", **out)

@@ -533,3 +533,61 @@ def test_zero_weights_drop_rows_with_a_message():
     assert des.y.tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
     assert des.n_dropped == 1
     assert "1 row with zero weight dropped" in des.messages
+
+
+@pytest.mark.parametrize("spec", [
+    "x", "1 + x + z", "0 + x", "x - 1", "x * z", "x:z:w", "x * z * w", "-1 + x:z",
+    "w + z:w + x:w:z", "(x + z + w) ** 2", "x + x:z + z",
+])
+def test_numeric_fast_path_equals_formulaic(spec):
+    """Formulas of plain numeric columns skip formulaic's materialiser: same matrix (bit
+    for bit), same names and order, same ModelSpec as the general path."""
+    from formulaic import model_matrix
+
+    from mixeff._design import _numeric_model_matrix
+
+    rng = np.random.default_rng(3)
+    n = 50
+    raw = {
+        "x": pd.Series(rng.normal(size=n)),
+        "z": pd.Series(rng.integers(-5, 9, n)),                 # int64
+        "w": pd.Series(rng.uniform(size=n).astype(np.float32)),  # float32
+    }
+    fast = _numeric_model_matrix(spec, raw, n)
+    assert fast is not None
+    spec_obj, X, names = fast
+    mm = model_matrix(spec, pd.DataFrame({c: s.to_numpy() for c, s in raw.items()}),
+                      na_action="ignore", context={})
+    assert names == list(mm.columns)
+    np.testing.assert_array_equal(X, mm.to_numpy(dtype=np.float64))
+    assert spec_obj.column_names == mm.model_spec.column_names
+    assert spec_obj.encoder_state == mm.model_spec.encoder_state
+
+
+@pytest.mark.parametrize("spec", ["x + g", "C(x)", "I(x ** 2)", "center(x)", "b", "x:b",
+                                  "x + nope"])
+def test_numeric_fast_path_declines(spec):
+    """Categorical, boolean, transformed or unknown factors go through formulaic."""
+    from mixeff._design import _numeric_model_matrix
+
+    raw = {"x": pd.Series([1.0, 2.0, 3.0]), "g": pd.Series(["a", "b", "a"]),
+           "b": pd.Series([True, False, True])}
+    assert _numeric_model_matrix(spec, raw, 3) is None
+
+
+def test_design_same_on_both_paths(monkeypatch):
+    """A whole design with the fast path equals the one built by formulaic alone."""
+    import mixeff._design as D
+
+    df = _csv("sleepstudy.csv")
+    df["Days2"] = df["Days"].astype("Int64")   # nullable integers: as float64
+    f = "Reaction ~ Days * Days2 + (Days | Subject)"
+    fast = build_design(f, df)
+    monkeypatch.setattr(D, "_numeric_model_matrix", lambda *a: None)
+    slow = build_design(f, df)
+    assert fast.xnames == slow.xnames
+    np.testing.assert_array_equal(fast.X, slow.X)
+    assert fast.fixed_spec.column_names == slow.fixed_spec.column_names
+    for a, b in zip(fast.terms, slow.terms, strict=True):
+        assert a.colnames == b.colnames
+        np.testing.assert_array_equal(a.matrix, b.matrix)

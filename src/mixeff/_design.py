@@ -30,7 +30,7 @@ import builtins
 import functools
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,12 +216,18 @@ def _formulaic_names(spec: str) -> tuple[list[str], list[str]]:
 
 
 @functools.lru_cache(maxsize=512)
-def _formulaic_names_cached(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _formula_terms(spec: str) -> tuple:
+    """formulaic's terms of ``spec`` (parsed once per text; the terms are not modified)."""
     from formulaic import Formula
 
+    return tuple(Formula(spec))
+
+
+@functools.lru_cache(maxsize=512)
+def _formulaic_names_cached(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     values: list[str] = []
     calls: list[str] = []
-    for term in Formula(spec):
+    for term in _formula_terms(spec):
         for factor in term.factors:
             method = getattr(factor.eval_method, "value", str(factor.eval_method))
             if method == "lookup":
@@ -573,7 +579,73 @@ def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int
     return mm, values
 
 
-def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: pd.DataFrame, n: int,
+@functools.lru_cache(maxsize=256)
+def _numeric_plan(spec: str, dtypes: tuple[tuple[str, str], ...]):
+    """formulaic's ``ModelSpec`` of a formula of numeric columns, and its columns.
+
+    Only for formulas whose factors are all the literal ``1`` or plain numeric columns (no
+    calls, no categorical data): their model matrix is the intercept and products of
+    columns, and their spec depends on the column dtypes, never on the values, so it is
+    made once per (formula, dtypes) from a one-row frame. Returns the spec (None when
+    formulaic cannot make it) and, per column, its name and the names of its factors.
+    """
+    from formulaic import model_matrix
+
+    frame = pd.DataFrame({c: np.ones(1, dtype=np.dtype(d)) for c, d in dtypes})
+    try:
+        spec_obj = model_matrix(spec, frame, na_action="ignore", context={}).model_spec
+    except Exception:  # noqa: BLE001 - the general path reports formulaic's error
+        return None
+    plan = []
+    for es in spec_obj.structure:
+        factors = tuple(f.expr for f in es.term.factors if f.expr not in ("1", "0"))
+        if len(es.columns) != 1:
+            return None
+        plan.append((es.columns[0], factors))
+    return spec_obj, tuple(plan)
+
+
+def _numeric_model_matrix(spec: str, raw: Mapping[str, Any], n: int):
+    """The model matrix of ``spec`` without formulaic's materialiser, when it allows.
+
+    ``raw`` holds the used columns (pandas Series over the used rows). Returns None unless
+    every factor of ``spec`` is ``1`` or a column with a real numpy dtype (integer or
+    float; not bool, which formulaic encodes as a factor); otherwise ``(spec, X, names)``
+    as the general path would give them (formulaic's column order and names; each column
+    the product of its factors in formulaic's order). Small models spend most of their
+    design time in formulaic's materialiser, which this skips.
+    """
+    names: dict[str, str] = {}
+    for term in _formula_terms(spec):
+        for factor in term.factors:
+            method = getattr(factor.eval_method, "value", str(factor.eval_method))
+            if method == "literal" and factor.expr in ("1", "0"):
+                continue
+            col = raw.get(factor.expr) if method == "lookup" else None
+            if col is None:
+                return None
+            dtype = col.dtype
+            if not isinstance(dtype, np.dtype) or dtype.kind not in "iuf":
+                return None
+            names[factor.expr] = dtype.str
+    plan = _numeric_plan(spec, tuple(sorted(names.items())))
+    if plan is None:
+        return None
+    spec_obj, columns = plan
+    values = {c: raw[c].to_numpy(dtype=np.float64) for c in names}
+    X = np.empty((n, len(columns)), dtype=np.float64, order="F")
+    for j, (_, factors) in enumerate(columns):
+        if not factors:
+            X[:, j] = 1.0
+            continue
+        X[:, j] = values[factors[0]]
+        for f in factors[1:]:
+            X[:, j] *= values[f]
+    return spec_obj, X, [nm for nm, _ in columns]
+
+
+def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: Callable[[], pd.DataFrame],
+              n: int,
               response_col: str | None, offset_arr: np.ndarray | None,
               term_pos: list[int]) -> _Evaluated:
     text = pf.text
@@ -589,8 +661,12 @@ def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: pd.DataFrame, n: in
         pos = text.find(expr, tilde)
         v = _eval_python(expr, ns, n, "offset", text, pos if pos >= 0 else None)
         off = v if off is None else off + v
-    mm, X = _model_matrix(pf.fixed, frame, "fixed-effects part", text, None)
-    xnames = _rename(mm.columns)
+    fast = _numeric_model_matrix(pf.fixed, raw, n)
+    if fast is not None:
+        spec, X, xnames = fast
+    else:
+        mm, X = _model_matrix(pf.fixed, frame(), "fixed-effects part", text, None)
+        spec, xnames = mm.model_spec, list(mm.columns)
     mats: dict[str, tuple[np.ndarray, list[str]]] = {}
     for term, pos in zip(pf.random, term_pos, strict=True):
         if term.expr in mats:
@@ -598,13 +674,19 @@ def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: pd.DataFrame, n: in
         if term.expr.strip() == "1":
             mats[term.expr] = (np.ones((n, 1)), ["(Intercept)"])
             continue
-        tm, Z = _model_matrix(term.expr, frame, "random-effects expression", text, pos)
+        fast = _numeric_model_matrix(term.expr, raw, n)
+        if fast is not None:
+            _, Z, znames = fast
+        else:
+            tm, Z = _model_matrix(term.expr, frame(), "random-effects expression", text,
+                                  pos)
+            znames = list(tm.columns)
         if Z.shape[1] == 0:
             raise FormulaError(f"random-effects term ({term.expr} | {term.label}) has no "
                                "columns", text, pos)
-        mats[term.expr] = (np.ascontiguousarray(Z), _rename(tm.columns))
-    return _Evaluated(y=y, offset=off, X=np.asfortranarray(X), xnames=xnames,
-                      spec=mm.model_spec, mats=mats)
+        mats[term.expr] = (np.ascontiguousarray(Z), _rename(znames))
+    return _Evaluated(y=y, offset=off, X=np.asfortranarray(X), xnames=_rename(xnames),
+                      spec=spec, mats=mats)
 
 
 def _nonfinite(ev: _Evaluated, response_name: str) -> np.ndarray:
@@ -719,15 +801,14 @@ def build_design(
         n = rows.size
         take = None if n == n_data else rows
         raw: dict[str, Any] = {}
-        frame_cols: dict[str, Any] = {}
         for c in cols.numeric:
             s = data[c] if take is None else data[c].iloc[take]
             s = s.reset_index(drop=True)
             if _is_numeric(s.dtype) and not isinstance(s.dtype, np.dtype):
                 s = pd.Series(_float_values(s), name=c)
             raw[c] = s
-            frame_cols[c] = _for_formulaic(s)
-        frame = pd.DataFrame(frame_cols, index=pd.RangeIndex(n))
+        frame = functools.cache(lambda raw=raw, n=n: pd.DataFrame(
+            {c: _for_formulaic(s) for c, s in raw.items()}, index=pd.RangeIndex(n)))
         o_arr = None if o_full is None else o_full[rows]
         ev = _evaluate(pf, raw, frame, n, response_col, o_arr, term_pos)
         bad = _nonfinite(ev, response_name)
@@ -814,10 +895,8 @@ def _response_not_on_rhs(pf: ParsedFormula, response: str, tilde: int,
     R drops such a fixed term with a warning; a fit with it, or with the response grouping
     the rows, would explain the response exactly.
     """
-    from formulaic import Formula
-
     try:
-        lhs = [t for t in Formula(pf.response) if t.degree > 0]
+        lhs = [t for t in _formula_terms(pf.response) if t.degree > 0]
     except Exception:  # a response formulaic cannot read is never a formulaic term
         lhs = []
     exprs = {response}
@@ -841,7 +920,7 @@ def _response_not_on_rhs(pf: ParsedFormula, response: str, tilde: int,
                                f"term ({t.expr} | {t.label}), so it is constant within its "
                                "levels", text, _find_name(text, nm, text.find("|", t.start)))
     for spec, where, start in parts:
-        for term in Formula(spec):
+        for term in _formula_terms(spec):
             if len(term.factors) == 1 and term.factors[0].expr in exprs:
                 pos = _find_name(text, response, start)
                 if pos is None:

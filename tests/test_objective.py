@@ -41,7 +41,7 @@ def _crossed_model():
                             d["diameter"].to_numpy(float))
 
 
-@pytest.mark.parametrize("factorization", ["cholmod", "schur"])
+@pytest.mark.parametrize("factorization", ["cholmod", "schur", "auto"])
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("case", ["corr", "uncorr", "weights", "crossed"])
 def test_gradient_matches_finite_differences(case, reml, factorization):
@@ -57,6 +57,46 @@ def test_gradient_matches_finite_differences(case, reml, factorization):
         g = obj.gradient(theta)
         fd = richardson(obj, theta)
         np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+
+
+def _one_term_model(k, p, weights):
+    """One grouping term with ``k`` columns, ``p`` fixed-effect columns (simulated)."""
+    rng = np.random.default_rng(10 * k + p)
+    n, m = 400, 37
+    codes = rng.integers(0, m, n)
+    Z = np.column_stack([np.ones(n), rng.normal(size=(n, k - 1))])
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, max(p - 1, 0)))])[:, :p]
+    y = Z[:, 0] * rng.normal(size=m)[codes] + rng.normal(size=n) + 3.0
+    re = ReStructure(["g"], [[f"z{j}" for j in range(k)]], [m])
+    w = rng.uniform(0.5, 2.0, n) if weights else None
+    return re, build_blocks(re, [codes], [Z], X, y, w)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize(("k", "p", "weights"),
+                         [(1, 1, False), (2, 2, False), (3, 3, True), (2, 0, False)])
+def test_one_term_path_equals_general_path(k, p, weights, reml):
+    """One random-effects term: the optimiser's level-by-level values and gradients (the
+    default) equal those of the Schur and CHOLMOD paths, and solve() is unchanged."""
+    re, blocks = _one_term_model(k, p, weights)
+    one = LmmObjective(blocks, reml=reml)
+    assert one._one is not None
+    others = [LmmObjective(blocks, reml=reml, factorization=f) for f in ("schur", "cholmod")]
+    assert all(o._one is None for o in others)
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        theta = re.start_theta() * rng.uniform(0.1, 3.0, re.ntheta) + \
+            (~re.is_diagonal_theta) * rng.normal(0, 0.5, re.ntheta)
+        f1, g1 = one(theta), one.gradient(theta)
+        for o in others:
+            assert f1 == pytest.approx(o(theta), rel=1e-13)
+            np.testing.assert_allclose(g1, o.gradient(theta), rtol=1e-10,
+                                       atol=1e-11 * np.abs(g1).max())
+        assert one.solve(theta).objective == pytest.approx(f1, rel=1e-13)
+    n0 = one.n_evaluations
+    one(theta)
+    one.gradient(theta)
+    assert one.n_evaluations == n0   # the last theta is kept: no second pass
 
 
 def test_objective_moves_with_theta_and_factor_is_refreshed():

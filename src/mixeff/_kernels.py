@@ -362,3 +362,268 @@ def minv_entries(indptr, indices, Z, pinv, dense, q1, rows, cols):
     for i in range(rows.shape[0]):
         out[i] = _lookup(indptr, indices, Z, pinv, dense, q1, rows[i], cols[i])
     return out
+
+
+# --------------------------------------------------------------------------------------
+# one grouping term: the whole evaluation level by level (see _objective.SingleTermPath)
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _level_factor(T, A, j, M):
+    """``M = T' A_j T + I`` of level ``j``, overwritten by its lower Cholesky factor."""
+    k = T.shape[0]
+    for a in range(k):
+        for b in range(a + 1):
+            s = 0.0
+            for r in range(a, k):        # T is lower triangular: T[r, a] = 0 for r < a
+                ta = T[r, a]
+                if ta == 0.0:
+                    continue
+                for c in range(b, k):
+                    s += ta * A[j, r, c] * T[c, b]
+            M[a, b] = s + (1.0 if a == b else 0.0)
+    for a in range(k):
+        d = M[a, a]
+        for r in range(a):
+            d -= M[a, r] * M[a, r]
+        d = np.sqrt(d)
+        M[a, a] = d
+        for b in range(a + 1, k):
+            s = M[b, a]
+            for r in range(a):
+                s -= M[b, r] * M[a, r]
+            M[b, a] = s / d
+
+
+@njit(cache=True)
+def single_term_sums(T, A, BC, XtX, Xty, yty):
+    """The level-by-level part of one evaluation of a one-term model.
+
+    ``T`` is the term's ``k x k`` template, ``A`` the ``m x k x k`` diagonal blocks of
+    ``Z'WZ``, ``BC`` the ``m x k x (p+1)`` rows of ``Z'W[X y]``. For each level
+    ``L_j L_j' = T' A_j T + I`` and ``R_j = L_j^{-1} T' BC_j``; returned: the sum of
+    ``log |L_j|^2``, ``S = X'WX - sum R_X,j' R_X,j`` (``p x p``), ``X'Wy - sum R_X,j'
+    c_j`` and ``y'Wy - sum |c_j|^2`` (``R_X,j``, ``c_j``: the first ``p`` and the last
+    column of ``R_j``).
+    """
+    m, k = A.shape[0], A.shape[1]
+    p1 = BC.shape[2]
+    p = p1 - 1
+    S = XtX.copy()
+    Sy = Xty.copy()
+    cc = yty
+    ld = 0.0
+    M = np.zeros((k, k))
+    R = np.zeros((k, p1))
+    for j in range(m):
+        _level_factor(T, A, j, M)
+        for a in range(k):
+            ld += 2.0 * np.log(M[a, a])
+        # R = L^{-1} T' BC_j
+        for a in range(k):
+            for col in range(p1):
+                s = 0.0
+                for r in range(a, k):
+                    s += T[r, a] * BC[j, r, col]
+                for r in range(a):
+                    s -= M[a, r] * R[r, col]
+                R[a, col] = s / M[a, a]
+        for a in range(k):
+            ra_y = R[a, p]
+            cc -= ra_y * ra_y
+            for c1 in range(p):
+                ra = R[a, c1]
+                Sy[c1] -= ra * ra_y
+                for c2 in range(p):
+                    S[c1, c2] -= ra * R[a, c2]
+    return ld, S, Sy, cc
+
+
+@njit(cache=True)
+def single_term_gradient(T, A, BC, dbeta, RX, reml, rows, cols, coef):
+    """The gradient of a one-term model's objective by the template entries.
+
+    With ``M_j = T' A_j T + I``, ``u_j = M_j^{-1} T' (c_j - B_j dbeta)`` (the conditional
+    modes) and ``rho_j = c_j - B_j dbeta - A_j T u_j``: ``G1 = sum M_j^{-1} T' A_j``
+    (the log-determinant's trace), ``G2 = sum u_j rho_j'`` (the penalised residual sum
+    of squares) and, for REML, ``G3 = sum M_j^{-1} T' Q_j (I - T M_j^{-1} T' A_j)`` with
+    ``Q_j = B_j C B_j'``, ``C = (R_X' R_X)^{-1}`` (``RX`` upper triangular). The
+    derivative by the template entry ``(rows[i], cols[i])`` is ``2 G1[c, r] - 2 G3[c, r]
+    - coef G2[c, r]`` with ``coef = 2 scale / r^2`` (see ``docs/maths.md``).
+    """
+    m, k = A.shape[0], A.shape[1]
+    p = BC.shape[2] - 1
+    Cinv = np.zeros((p, p))
+    if reml and p > 0:
+        Ri = np.zeros((p, p))          # RX^{-1}, upper triangular
+        for b in range(p - 1, -1, -1):
+            Ri[b, b] = 1.0 / RX[b, b]
+            for a in range(b - 1, -1, -1):
+                s = 0.0
+                for r in range(a + 1, b + 1):
+                    s -= RX[a, r] * Ri[r, b]
+                Ri[a, b] = s / RX[a, a]
+        for a in range(p):
+            for b in range(p):
+                s = 0.0
+                for r in range(max(a, b), p):
+                    s += Ri[a, r] * Ri[b, r]
+                Cinv[a, b] = s
+    G1 = np.zeros((k, k))
+    G2 = np.zeros((k, k))
+    G3 = np.zeros((k, k))
+    M = np.zeros((k, k))
+    Minv = np.zeros((k, k))
+    P = np.zeros((k, k))
+    TtA = np.zeros((k, k))
+    v = np.zeros(k)
+    u = np.zeros(k)
+    rho = np.zeros(k)
+    Q = np.zeros((k, k))
+    BC_ = np.zeros((k, p))
+    Y = np.zeros((k, k))
+    TP = np.zeros((k, k))
+    for j in range(m):
+        _level_factor(T, A, j, M)
+        # Minv = (L L')^{-1}: invert L (lower) then Minv = L^{-T} L^{-1}
+        for a in range(k):
+            for b in range(k):
+                Y[a, b] = 0.0
+        for b in range(k):
+            Y[b, b] = 1.0 / M[b, b]
+            for a in range(b + 1, k):
+                s = 0.0
+                for r in range(b, a):
+                    s -= M[a, r] * Y[r, b]
+                Y[a, b] = s / M[a, a]
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
+                for r in range(max(a, b), k):
+                    s += Y[r, a] * Y[r, b]
+                Minv[a, b] = s
+        # TtA = T' A_j
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
+                for r in range(a, k):
+                    s += T[r, a] * A[j, r, b]
+                TtA[a, b] = s
+        # P = Minv T' A_j ; G1 += P
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
+                for r in range(k):
+                    s += Minv[a, r] * TtA[r, b]
+                P[a, b] = s
+                G1[a, b] += s
+        # residual of the level: v = c_j - B_j dbeta
+        for a in range(k):
+            s = BC[j, a, p]
+            for c1 in range(p):
+                s -= BC[j, a, c1] * dbeta[c1]
+            v[a] = s
+        # u = Minv T' v ; rho = v - A_j T u
+        for a in range(k):
+            s = 0.0
+            for r in range(k):
+                t = 0.0
+                for c1 in range(r, k):
+                    t += T[c1, r] * v[c1]
+                s += Minv[a, r] * t
+            u[a] = s
+        for a in range(k):
+            s = v[a]
+            for r in range(k):
+                t = 0.0
+                for c1 in range(r + 1):
+                    t += T[r, c1] * u[c1]
+                s -= A[j, a, r] * t
+            rho[a] = s
+        for a in range(k):
+            for b in range(k):
+                G2[a, b] += u[a] * rho[b]
+        if reml and p > 0:
+            for a in range(k):
+                for c1 in range(p):
+                    s = 0.0
+                    for c2 in range(p):
+                        s += BC[j, a, c2] * Cinv[c2, c1]
+                    BC_[a, c1] = s
+            for a in range(k):
+                for b in range(k):
+                    s = 0.0
+                    for c1 in range(p):
+                        s += BC_[a, c1] * BC[j, b, c1]
+                    Q[a, b] = s
+            # Y = Minv T' Q
+            for a in range(k):
+                for b in range(k):
+                    s = 0.0
+                    for r in range(k):
+                        t = 0.0
+                        for c1 in range(r, k):
+                            t += T[c1, r] * Q[c1, b]
+                        s += Minv[a, r] * t
+                    Y[a, b] = s
+            # TP = T P ; G3 += Y - Y TP
+            for a in range(k):
+                for b in range(k):
+                    s = 0.0
+                    for r in range(a + 1):
+                        s += T[a, r] * P[r, b]
+                    TP[a, b] = s
+            for a in range(k):
+                for b in range(k):
+                    s = Y[a, b]
+                    for r in range(k):
+                        s -= Y[a, r] * TP[r, b]
+                    G3[a, b] += s
+    out = np.empty(rows.shape[0])
+    for i in range(rows.shape[0]):
+        r, c = rows[i], cols[i]
+        out[i] = 2.0 * G1[c, r] - 2.0 * G3[c, r] - coef * G2[c, r]
+    return out
+
+
+@njit(cache=True)
+def profile_fixed(S, Sy, r2u):
+    """The ``p x p`` step of an evaluation: ``R_X`` (upper, ``R_X' R_X = S``), the
+    coefficients ``dbeta = S^{-1} Sy``, ``log|R_X|^2`` and ``r^2 = r2u - |R_X^{-T} Sy|^2``.
+
+    Returns ``ok = False`` (and the rest unset) when ``S`` is not numerically positive
+    definite; the caller then takes the jittered factor.
+    """
+    p = S.shape[0]
+    RX = np.zeros((p, p))
+    z = np.zeros(p)
+    dbeta = np.zeros(p)
+    for a in range(p):
+        d = S[a, a]
+        for r in range(a):
+            d -= RX[r, a] * RX[r, a]
+        if not d > 0.0:
+            return False, RX, dbeta, 0.0, 0.0
+        d = np.sqrt(d)
+        RX[a, a] = d
+        for b in range(a + 1, p):
+            s = S[a, b]
+            for r in range(a):
+                s -= RX[r, a] * RX[r, b]
+            RX[a, b] = s / d
+    ld = 0.0
+    zz = 0.0
+    for a in range(p):          # z = R_X^{-T} Sy
+        s = Sy[a]
+        for r in range(a):
+            s -= RX[r, a] * z[r]
+        z[a] = s / RX[a, a]
+        zz += z[a] * z[a]
+        ld += 2.0 * np.log(RX[a, a])
+    for a in range(p - 1, -1, -1):   # dbeta = R_X^{-1} z
+        s = z[a]
+        for r in range(a + 1, p):
+            s -= RX[a, r] * dbeta[r]
+        dbeta[a] = s / RX[a, a]
+    return True, RX, dbeta, ld, r2u - zz

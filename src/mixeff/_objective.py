@@ -41,7 +41,7 @@ class SchurBreakdown(DataError, np.linalg.LinAlgError):
     """
 
 _LOG2PI = float(np.log(2.0 * np.pi))
-_potrf, _trtrs, _potri = lapack.dpotrf, lapack.dtrtrs, lapack.dpotri
+_trtrs, _potri = lapack.dtrtrs, lapack.dpotri
 
 
 @dataclass
@@ -142,6 +142,11 @@ class LmmObjective:
         self._set_perm()
         self._last: Solution | None = None
         self._trace_pos = None
+        # one random-effects term ("auto"): the optimiser's values and gradients level by
+        # level in one pass (no sparse matrix, no factor); solve() stays the general path
+        self._one = _OneTerm(b, self._ZtXY) if (
+            factorization == "auto" and len(b.re.terms) == 1) else None
+        self._one_last = None
 
     def _set_perm(self) -> None:
         self.perm = np.asarray(self._chol.perm, dtype=np.int64)
@@ -218,7 +223,7 @@ class LmmObjective:
                 np.array_equal(last.theta, theta):
             return last
         b = self.blocks
-        n, p = b.n, b.p
+        p = b.p
         tmpl = b.re.templates(theta)
         self._fill(tmpl)
         self._factorize(theta)
@@ -228,38 +233,74 @@ class LmmObjective:
         RZX = sol[:, :p]
         cu = sol[:, p]
         ldL2 = self._chol.logdet()
+        S = b.XtX - RZX.T @ RZX
+        Sy = self._Xty - RZX.T @ cu
+        obj, _, ldRX2, r2, RX, dbeta = self._profile(ldL2, S, Sy, self._yty - float(cu @ cu))
+        s = Solution(theta.copy(), obj, ldL2, ldRX2, r2, self._beta0 + dbeta, RX, RZX,
+                     cu, tmpl, dbeta)
+        self._last = s
+        return s
+
+    def _profile(self, ldL2: float, S: np.ndarray, Sy: np.ndarray, r2u: float):
+        """The fixed effects profiled out: from ``log|L|^2``, ``S = R_X' R_X``,
+        ``X'Wy - R_ZX' c_u`` and ``y'Wy - |c_u|^2``, the objective, ``log|R_X|^2``,
+        ``r^2``, ``R_X`` and the coefficients of the shifted response."""
+        b = self.blocks
+        n, p = b.n, b.p
         if p > 0:
-            S = b.XtX - RZX.T @ RZX
-            Sy = self._Xty - RZX.T @ cu
-            # LAPACK directly: scipy.linalg's checking wrappers cost more than the
-            # p x p algebra of a small model
-            RX, info = _potrf(S, lower=0, clean=1)
-            if info != 0:
+            # compiled: numpy's and LAPACK's call overheads cost more than the p x p
+            # algebra of a small model
+            ok, RX, dbeta, ldRX2, r2 = K.profile_fixed(S, Sy, r2u)
+            if not ok:
                 RX = _jittered_cholesky(S)
-            z, _ = _trtrs(RX, Sy, lower=0, trans=1)
-            dbeta, _ = _trtrs(RX, z, lower=0, trans=0)
-            ldRX2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
-            r2 = self._yty - float(cu @ cu) - float(z @ z)
+                z, _ = _trtrs(RX, Sy, lower=0, trans=1)
+                dbeta, _ = _trtrs(RX, z, lower=0, trans=0)
+                ldRX2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
+                r2 = r2u - float(z @ z)
         else:
             RX = np.zeros((0, 0))
             dbeta = np.zeros(0)
             ldRX2 = 0.0
-            r2 = self._yty - float(cu @ cu)
+            r2 = r2u
         r2 = max(r2, np.finfo(float).tiny)
         if self.reml:
             nmp = n - p
             obj = ldL2 + ldRX2 + nmp * (1.0 + _LOG2PI + np.log(r2 / nmp))
         else:
             obj = ldL2 + n * (1.0 + _LOG2PI + np.log(r2 / n))
-        obj -= b.sum_log_w
-        s = Solution(theta.copy(), float(obj), ldL2, ldRX2, r2, self._beta0 + dbeta, RX, RZX,
-                     cu, tmpl, dbeta)
-        self._last = s
-        return s
+        return float(obj - b.sum_log_w), ldL2, ldRX2, r2, RX, dbeta
 
     def __call__(self, theta: np.ndarray) -> float:
         """The objective (REML criterion or ML deviance) at ``theta``."""
+        if self._one is not None:
+            return self._one_value(np.asarray(theta, dtype=np.float64))[0]
         return self.solve(theta).objective
+
+    def _one_value(self, theta: np.ndarray):
+        """One-term path: ``(objective, r^2, dbeta, R_X)`` at ``theta`` (the last kept)."""
+        key = theta.tobytes()
+        last = self._one_last
+        if last is not None and last[0] == key:
+            return last[1]
+        one = self._one
+        T = self.blocks.re.templates(theta)[0]
+        ldL2, S, Sy, r2u = K.single_term_sums(T, one.A, one.BC, self.blocks.XtX, self._Xty,
+                                              self._yty)
+        self.n_evaluations += 1
+        obj, _, _, r2, RX, dbeta = self._profile(ldL2, S, Sy, r2u)
+        out = (obj, r2, dbeta, RX, T)
+        self._one_last = (key, out)
+        return out
+
+    def _one_gradient(self, theta: np.ndarray) -> np.ndarray:
+        """One-term path: the analytic gradient, level by level (no factor kept)."""
+        _, r2, dbeta, RX, T = self._one_value(theta)
+        b = self.blocks
+        n, p = b.n, b.p
+        scale = (n - p) if self.reml else n
+        return K.single_term_gradient(T, self._one.A, self._one.BC, dbeta, RX,
+                                      self.reml and p > 0, self._one.rows, self._one.cols,
+                                      2.0 * scale / r2)
 
     def u_hat(self, sol: Solution) -> np.ndarray:
         """Spherical conditional modes ``u`` (original order) at a solution."""
@@ -296,6 +337,9 @@ class LmmObjective:
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         """Analytic gradient of the objective with respect to theta."""
         theta = np.asarray(theta, dtype=np.float64)
+        if self._one is not None:
+            self.n_gradients += 1
+            return self._one_gradient(theta)
         sol = self.solve(theta)
         self.n_gradients += 1
         b = self.blocks
@@ -347,6 +391,29 @@ class LmmObjective:
         d_r2 = dr2[ti, ri, ci]
         scale = (n - p) if self.reml else n
         return 2.0 * trace + scale * d_r2 / sol.r2
+
+
+class _OneTerm:
+    """Per-level blocks of a model with a single random-effects term.
+
+    ``A`` (``m x k x k``): the diagonal blocks of ``Z'WZ`` (the only non-zero ones);
+    ``BC`` (``m x k x (p+1)``): the rows of ``Z'W[X y]`` by level. With one term ``M``
+    is block diagonal, so an evaluation is a loop over levels (:func:`~mixeff._kernels.
+    single_term_sums`, :func:`~mixeff._kernels.single_term_gradient`): a few microseconds
+    for a small model where the general path's sparse steps cost tens.
+    """
+
+    def __init__(self, blocks: Blocks, ZtXY: np.ndarray):
+        term = blocks.re.terms[0]
+        k, m = term.k, term.nlevels
+        idx = np.arange(m * k).reshape(m, k)
+        rows = np.broadcast_to(idx[:, :, None], (m, k, k)).ravel()
+        cols = np.broadcast_to(idx[:, None, :], (m, k, k)).ravel()
+        self.A = np.ascontiguousarray(
+            np.asarray(blocks.A_full[rows, cols], dtype=np.float64).reshape(m, k, k))
+        self.BC = np.ascontiguousarray(ZtXY.reshape(m, k, ZtXY.shape[1]))
+        self.rows = np.ascontiguousarray(blocks.re.theta_row, dtype=np.int64)
+        self.cols = np.ascontiguousarray(blocks.re.theta_col, dtype=np.int64)
 
 
 def _jittered_cholesky(S: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ def _sleep_model(uncorrelated=False, weights=False):
     return re, build_blocks(re, *terms, X, d["Reaction"].to_numpy(float), w)
 
 
-def _crossed_model():
+def _crossed_model(weights=False):
     d = load_csv("Penicillin.csv")
     cp, lp = pd.factorize(d["plate"], sort=True)
     cs, ls = pd.factorize(d["sample"], sort=True)
@@ -37,8 +37,9 @@ def _crossed_model():
     re = ReStructure(["plate", "sample"], [["(Intercept)", "x"], ["(Intercept)"]],
                      [len(lp), len(ls)])
     X = np.column_stack([one, x])
+    w = 0.5 + (np.arange(len(d)) % 4) / 3 if weights else None
     return re, build_blocks(re, [cp, cs], [np.column_stack([one, x]), one], X,
-                            d["diameter"].to_numpy(float))
+                            d["diameter"].to_numpy(float), w)
 
 
 @pytest.mark.parametrize("factorization", ["cholmod", "schur", "auto"])
@@ -97,6 +98,34 @@ def test_one_term_path_equals_general_path(k, p, weights, reml):
     one(theta)
     one.gradient(theta)
     assert one.n_evaluations == n0   # the last theta is kept: no second pass
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("case", ["uncorr", "crossed", "weights-crossed"])
+def test_small_dense_path_equals_general_path(case, reml):
+    """Several terms, few random effects: the optimiser's dense values and gradients (the
+    default below ``SMALL_DENSE_Q``) equal those of the Schur and CHOLMOD paths."""
+    from mixeff._objective import SMALL_DENSE_Q
+
+    if case == "uncorr":
+        re, blocks = _sleep_model(uncorrelated=True)
+    else:
+        re, blocks = _crossed_model(weights=case == "weights-crossed")
+    assert blocks.q <= SMALL_DENSE_Q
+    dense = LmmObjective(blocks, reml=reml)
+    assert dense._dense is not None and dense._one is None
+    others = [LmmObjective(blocks, reml=reml, factorization=f) for f in ("schur", "cholmod")]
+    assert all(o._dense is None for o in others)
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        theta = re.start_theta() * rng.uniform(0.1, 3.0, re.ntheta) + \
+            (~re.is_diagonal_theta) * rng.normal(0, 0.5, re.ntheta)
+        f1, g1 = dense(theta), dense.gradient(theta)
+        for o in others:
+            assert f1 == pytest.approx(o(theta), rel=1e-13)
+            np.testing.assert_allclose(g1, o.gradient(theta), rtol=1e-9,
+                                       atol=1e-10 * np.abs(g1).max())
+        assert dense.solve(theta).objective == pytest.approx(f1, rel=1e-13)
 
 
 def test_objective_moves_with_theta_and_factor_is_refreshed():

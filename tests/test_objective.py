@@ -276,3 +276,25 @@ def test_schur_breakdown_moves_auto_to_cholmod():
     np.testing.assert_array_equal(auto.gradient(theta), chol.gradient(theta))
     assert auto(start) == chol(start)        # for the rest of its life
     np.testing.assert_array_equal(auto.u_hat(auto.solve(start)), chol.u_hat(chol.solve(start)))
+
+
+@pytest.mark.parametrize("k1", [1, 2])
+def test_parallel_elimination_equals_serial(k1):
+    """The Schur path's S -= EE' shared among threads gives S bit for bit (each entry
+    sums the levels in the same order), so the fit does not depend on the thread count."""
+    rng = np.random.default_rng(7)
+    n, ma, mb = 6000, 800, 300
+    a, bb = rng.integers(0, ma, n), rng.integers(0, mb, n)
+    x = rng.normal(size=n)
+    one = np.ones((n, 1))
+    Za = np.column_stack([one, x])[:, :k1]
+    y = 1 + x + rng.normal(size=ma)[a] + rng.normal(size=mb)[bb] + rng.normal(size=n)
+    re = ReStructure(["a", "b"], [["(Intercept)", "x"][:k1], ["(Intercept)"]], [ma, mb])
+    blocks = build_blocks(re, [a, bb], [Za, one], np.column_stack([one, x]), y)
+    serial = LmmObjective(blocks, factorization="schur")
+    par = LmmObjective(blocks, factorization="schur", threads=2)
+    assert par._chol.threads == 2 and serial._chol.q2 == mb
+    for theta in (re.start_theta(), re.start_theta() * 0.7 + 0.05):
+        assert serial(theta) == par(theta)
+        np.testing.assert_array_equal(np.tril(serial._chol._S), np.tril(par._chol._S))
+        np.testing.assert_array_equal(serial.gradient(theta), par.gradient(theta))

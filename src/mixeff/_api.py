@@ -105,8 +105,10 @@ def lmer(
         Report progress (evaluations, current objective, elapsed time) on stderr for
         fits that run longer than about two seconds.
     blas_threads
-        Threads of the BLAS libraries (numpy's, scipy's and CHOLMOD's) during the fit;
-        ``None`` leaves them as they are. One thread (the default) is the fastest for
+        Threads of the BLAS libraries (numpy's, scipy's and CHOLMOD's) during the fit,
+        and of the Schur path's elimination of the first term (large crossed designs);
+        ``None`` leaves the BLAS counts as they are and uses every core for the
+        elimination. One thread (the default) is the fastest for
         all but the largest dense factorisations, and threaded BLAS stalls badly on small
         and medium matrices when the machine is busy (measured: a 2000 x 2000 Cholesky
         took 1 s with two threads beside one busy process, 46 ms with one thread).
@@ -278,8 +280,12 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto",
     factorization = _check_choice("factorization", factorization, FACTORIZATIONS)
     if not design.terms:
         raise _no_random_terms(design.formula.text)
+    import os
+
+    threads = blas_threads if blas_threads is not None else (os.cpu_count() or 1)
     with _blas_limit(blas_threads):
-        return _fit_design(design, reml, optimizer, factorization, verbose, data_name)
+        return _fit_design(design, reml, optimizer, factorization, verbose, data_name,
+                           threads)
 
 
 def _breakdown(design, method: str, err: Exception) -> DataError:
@@ -298,7 +304,7 @@ def _breakdown(design, method: str, err: Exception) -> DataError:
 
 
 def _fit_design(design, reml, optimizer, factorization, verbose,
-                data_name=None) -> LmerFit:
+                data_name=None, threads=1) -> LmerFit:
     import time
 
     from ._blocks import build_blocks
@@ -326,7 +332,7 @@ def _fit_design(design, reml, optimizer, factorization, verbose,
         design.weights,
     )
     t1 = time.perf_counter()
-    obj = LmmObjective(blocks, reml=reml, factorization=factorization)
+    obj = LmmObjective(blocks, reml=reml, factorization=factorization, threads=threads)
     t2 = time.perf_counter()
     method = choose_optimizer(obj) if optimizer == "auto" else optimizer
     try:

@@ -100,6 +100,9 @@ class LmmObjective:
         positive definite, e.g. at extreme theta of a model with more random effects
         than rows), ``"auto"`` moves the objective to CHOLMOD for the rest of its life
         and evaluates again; an explicit ``"schur"`` raises :class:`SchurBreakdown`.
+    threads
+        Threads for the Schur path's elimination (see
+        :class:`~mixeff._schur.DenseSchurCholesky`); the fit passes its BLAS thread count.
 
     Attributes
     ----------
@@ -112,7 +115,7 @@ class LmmObjective:
     """
 
     def __init__(self, blocks: Blocks, reml: bool = True, supernodal: str = "auto",
-                 factorization: str = "auto"):
+                 factorization: str = "auto", threads: int = 1):
         self.blocks = blocks
         self.reml = bool(reml)
         self.n_evaluations = 0
@@ -136,7 +139,7 @@ class LmmObjective:
         self.factorization = self._choose_factorization(factorization)
         if self.factorization == "schur":
             t0 = b.re.terms[0]
-            self._chol = DenseSchurCholesky(pattern, t0.size, t0.k)
+            self._chol = DenseSchurCholesky(pattern, t0.size, t0.k, threads=threads)
         else:
             self._chol = SparseCholesky(pattern, supernodal=supernodal)
         self._set_perm()

@@ -73,6 +73,22 @@ def _one_term_model(k, p, weights):
     return re, build_blocks(re, [codes], [Z], X, y, w)
 
 
+def _assert_same_values(fast, others, re, seed, rtol):
+    """Values and gradients of a fast path equal those of ``others`` at random theta,
+    and its own ``solve()`` (the general path) agrees; returns the last theta."""
+    rng = np.random.default_rng(seed)
+    for _ in range(4):
+        theta = re.start_theta() * rng.uniform(0.1, 3.0, re.ntheta) + \
+            (~re.is_diagonal_theta) * rng.normal(0, 0.5, re.ntheta)
+        f1, g1 = fast(theta), fast.gradient(theta)
+        for o in others:
+            assert f1 == pytest.approx(o(theta), rel=1e-13)
+            np.testing.assert_allclose(g1, o.gradient(theta), rtol=rtol,
+                                       atol=rtol / 10 * np.abs(g1).max())
+        assert fast.solve(theta).objective == pytest.approx(f1, rel=1e-13)
+    return theta
+
+
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize(("k", "p", "weights"),
                          [(1, 1, False), (2, 2, False), (3, 3, True), (2, 0, False)])
@@ -84,16 +100,7 @@ def test_one_term_path_equals_general_path(k, p, weights, reml):
     assert one._one is not None
     others = [LmmObjective(blocks, reml=reml, factorization=f) for f in ("schur", "cholmod")]
     assert all(o._one is None for o in others)
-    rng = np.random.default_rng(2)
-    for _ in range(4):
-        theta = re.start_theta() * rng.uniform(0.1, 3.0, re.ntheta) + \
-            (~re.is_diagonal_theta) * rng.normal(0, 0.5, re.ntheta)
-        f1, g1 = one(theta), one.gradient(theta)
-        for o in others:
-            assert f1 == pytest.approx(o(theta), rel=1e-13)
-            np.testing.assert_allclose(g1, o.gradient(theta), rtol=1e-10,
-                                       atol=1e-11 * np.abs(g1).max())
-        assert one.solve(theta).objective == pytest.approx(f1, rel=1e-13)
+    theta = _assert_same_values(one, others, re, seed=2, rtol=1e-10)
     n0 = one.n_evaluations
     one(theta)
     one.gradient(theta)
@@ -116,16 +123,7 @@ def test_small_dense_path_equals_general_path(case, reml):
     assert dense._dense is not None and dense._one is None
     others = [LmmObjective(blocks, reml=reml, factorization=f) for f in ("schur", "cholmod")]
     assert all(o._dense is None for o in others)
-    rng = np.random.default_rng(4)
-    for _ in range(4):
-        theta = re.start_theta() * rng.uniform(0.1, 3.0, re.ntheta) + \
-            (~re.is_diagonal_theta) * rng.normal(0, 0.5, re.ntheta)
-        f1, g1 = dense(theta), dense.gradient(theta)
-        for o in others:
-            assert f1 == pytest.approx(o(theta), rel=1e-13)
-            np.testing.assert_allclose(g1, o.gradient(theta), rtol=1e-9,
-                                       atol=1e-10 * np.abs(g1).max())
-        assert dense.solve(theta).objective == pytest.approx(f1, rel=1e-13)
+    _assert_same_values(dense, others, re, seed=4, rtol=1e-9)
 
 
 def test_objective_moves_with_theta_and_factor_is_refreshed():

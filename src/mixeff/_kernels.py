@@ -397,6 +397,28 @@ def _level_factor(T, A, j, M):
 
 
 @njit(cache=True)
+def _inverse_from_lower(L, Y, out):
+    """``out = (L L')^{-1}`` for a lower-triangular ``L`` (``Y`` receives ``L^{-1}``)."""
+    k = L.shape[0]
+    for a in range(k):
+        for b in range(k):
+            Y[a, b] = 0.0
+    for b in range(k):
+        Y[b, b] = 1.0 / L[b, b]
+        for a in range(b + 1, k):
+            s = 0.0
+            for r in range(b, a):
+                s -= L[a, r] * Y[r, b]
+            Y[a, b] = s / L[a, a]
+    for a in range(k):
+        for b in range(k):
+            s = 0.0
+            for r in range(max(a, b), k):
+                s += Y[r, a] * Y[r, b]
+            out[a, b] = s
+
+
+@njit(cache=True)
 def single_term_sums(T, A, BC, XtX, Xty, yty):
     """The level-by-level part of one evaluation of a one-term model.
 
@@ -456,20 +478,7 @@ def single_term_gradient(T, A, BC, dbeta, RX, reml, rows, cols, coef):
     p = BC.shape[2] - 1
     Cinv = np.zeros((p, p))
     if reml and p > 0:
-        Ri = np.zeros((p, p))          # RX^{-1}, upper triangular
-        for b in range(p - 1, -1, -1):
-            Ri[b, b] = 1.0 / RX[b, b]
-            for a in range(b - 1, -1, -1):
-                s = 0.0
-                for r in range(a + 1, b + 1):
-                    s -= RX[a, r] * Ri[r, b]
-                Ri[a, b] = s / RX[a, a]
-        for a in range(p):
-            for b in range(p):
-                s = 0.0
-                for r in range(max(a, b), p):
-                    s += Ri[a, r] * Ri[b, r]
-                Cinv[a, b] = s
+        _inverse_from_lower(RX.T, np.zeros((p, p)), Cinv)   # (R_X' R_X)^{-1}
     G1 = np.zeros((k, k))
     G2 = np.zeros((k, k))
     G3 = np.zeros((k, k))
@@ -486,23 +495,7 @@ def single_term_gradient(T, A, BC, dbeta, RX, reml, rows, cols, coef):
     TP = np.zeros((k, k))
     for j in range(m):
         _level_factor(T, A, j, M)
-        # Minv = (L L')^{-1}: invert L (lower) then Minv = L^{-T} L^{-1}
-        for a in range(k):
-            for b in range(k):
-                Y[a, b] = 0.0
-        for b in range(k):
-            Y[b, b] = 1.0 / M[b, b]
-            for a in range(b + 1, k):
-                s = 0.0
-                for r in range(b, a):
-                    s -= M[a, r] * Y[r, b]
-                Y[a, b] = s / M[a, a]
-        for a in range(k):
-            for b in range(k):
-                s = 0.0
-                for r in range(max(a, b), k):
-                    s += Y[r, a] * Y[r, b]
-                Minv[a, b] = s
+        _inverse_from_lower(M, Y, Minv)
         # TtA = T' A_j
         for a in range(k):
             for b in range(k):

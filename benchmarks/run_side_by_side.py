@@ -696,9 +696,10 @@ def summarise(run: dict[str, Any], tool: str = "") -> dict[str, Any]:
     """Reduce a worker's events to the numbers of the tables.
 
     Time: median of the fits after the first (the first when it is the only one). Memory:
-    the growth during the "memory" fit (one more fit from a collected heap) when there is
-    one, otherwise during the first fit (for mixeff it then includes ~150 MB of one-off
-    Numba code loading).
+    the largest growth over the fits that start from a collected heap, the first and the
+    "memory" fit after the timed ones. The first is left out for mixeff when the memory
+    fit ran (it includes ~150 MB of one-off Numba code loading); it is the one that counts
+    for R, which keeps the heap an earlier fit grew (its later fits grow by ~0).
     """
     fits = [e for e in run["events"] if e["event"] == "fit"]
     info: dict[str, Any] = {}
@@ -723,7 +724,8 @@ def summarise(run: dict[str, Any], tool: str = "") -> dict[str, Any]:
     warm = [f for f in fits if f["kind"] == "warm"]
     use = warm or [first]
     last = use[-1]
-    mem_fits = [f for f in fits if f["kind"] == "memory"] or [first]
+    memory = [f for f in fits if f["kind"] == "memory"]
+    mem_fits = memory if (tool == "mixeff" and memory) else [first, *memory]
     mem_fits = [f for f in mem_fits if f.get("peak_reset") and f.get("peak_kb")]
     cpu = [f["cpu_seconds"] / f["seconds"] for f in use
            if f.get("cpu_seconds") is not None and f["seconds"] > 0]
@@ -749,6 +751,9 @@ def summarise(run: dict[str, Any], tool: str = "") -> dict[str, Any]:
         "q": last.get("q"),
         "nnz_factor": last.get("nnz_factor"),
         "optimizer_seconds": last.get("optimizer_seconds"),
+        # every fit's raw numbers, so that the tables can be summarised again
+        "fits": [{k: f.get(k) for k in ("kind", "seconds", "cpu_seconds", "base_kb",
+                                         "peak_kb", "peak_reset")} for f in fits],
     })
     if run["timed_out"] == "fit":
         out["error"] = f"a later fit exceeded {run['cap']:.0f} s (killed)"
@@ -1201,11 +1206,13 @@ def render_markdown(res: dict[str, Any], png: Path | None) -> str:
 
     L.append("## Peak memory")
     L.append("")
-    L.append("Growth of the resident set during one fit (MB), measured on one more fit after "
-             "the timed ones (or on the first when time allowed no other), from a collected "
-             "heap (`gc.collect()` and `malloc_trim`, R's `gc()`): the kernel's high-water "
-             "mark is reset just before the fit, `VmHWM − VmRSS(before)` is read after it; "
-             "the data and the libraries are already loaded.")
+    L.append("Growth of the resident set during one fit (MB): the largest over the fits that "
+             "start from a collected heap (`gc.collect()` and `malloc_trim`, R's `gc()`), the "
+             "first and one more after the timed ones (mixeff: that one alone when it ran; "
+             "R keeps the heap an earlier fit grew, so its first fit is the one that shows "
+             "it). The kernel's high-water mark is reset just before the fit, "
+             "`VmHWM − VmRSS(before)` is read after it; the data and the libraries are "
+             "already loaded.")
     L.append("")
     hdr = ["case", "mixeff", *peers]
     L.append("| " + " | ".join(hdr) + " |")

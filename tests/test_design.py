@@ -591,3 +591,20 @@ def test_design_same_on_both_paths(monkeypatch):
     for a, b in zip(fast.terms, slow.terms, strict=True):
         assert a.colnames == b.colnames
         np.testing.assert_array_equal(a.matrix, b.matrix)
+
+
+def test_numeric_fast_path_columns_named_like_literals():
+    """Data columns named ``1`` or ``0`` (which formulaic reads as data or as the literal
+    depending on the term) or ``Intercept`` (beside the intercept) are left to formulaic
+    (found in review: the fast path had filled a column `1` with ones)."""
+    from mixeff._design import _numeric_model_matrix
+
+    rng = np.random.default_rng(5)
+    raw = {"1": pd.Series(rng.normal(size=20)), "x": pd.Series(rng.normal(size=20)),
+           "Intercept": pd.Series(rng.normal(size=20))}
+    for spec in ["0 + `1`", "`1`:x", "Intercept + x"]:
+        assert _numeric_model_matrix(spec, raw, 20) is None
+    # where formulaic parses `1` as the literal, the fast path does too
+    _, X, names = _numeric_model_matrix("x + `1`", raw, 20)
+    assert names == ["Intercept", "x"]
+    np.testing.assert_array_equal(X[:, 0], 1.0)

@@ -296,3 +296,33 @@ def test_parallel_elimination_equals_serial(k1):
         assert serial(theta) == par(theta)
         np.testing.assert_array_equal(np.tril(serial._chol._S), np.tril(par._chol._S))
         np.testing.assert_array_equal(serial.gradient(theta), par.gradient(theta))
+
+
+def test_one_term_path_hands_over_at_extreme_theta():
+    """At theta where a level's block is numerically not positive definite, the one-term
+    path hands over to the general path: the outcome is the general path's (a value, or
+    a LinAlgError), never a ZeroDivisionError from a zero pivot (found in review)."""
+    rng = np.random.default_rng(0)
+    n, m = 40, 30
+    codes = np.arange(n) % m
+    Z = np.column_stack([np.ones(n), rng.normal(size=n)])
+    re = ReStructure(["g"], [["a", "b"]], [m])
+    blocks = build_blocks(re, [codes], [Z], np.ones((n, 1)), rng.normal(size=n))
+    seen = set()
+    for e in np.arange(6, 12, 0.25):
+        for off in (1.0, -0.7, 0.3):
+            theta = np.array([10**e, off * 10**e, 10**e])
+            outcome = []
+            for obj in (LmmObjective(blocks), LmmObjective(blocks, factorization="cholmod")):
+                try:
+                    outcome.append(obj(theta))
+                except np.linalg.LinAlgError:
+                    outcome.append("LinAlgError")
+            # M's condition number is ~theta^2 here (1e12 and up): every path keeps only
+            # a few digits, so only the kind of outcome is compared
+            seen.add(isinstance(outcome[1], float))
+            if isinstance(outcome[1], float):
+                assert np.isfinite(outcome[0])
+            else:
+                assert outcome[0] == "LinAlgError"
+    assert seen == {True, False}   # both kinds of theta were met

@@ -598,10 +598,15 @@ def _numeric_plan(spec: str, dtypes: tuple[tuple[str, str], ...]):
         return None
     plan = []
     for es in spec_obj.structure:
-        factors = tuple(f.expr for f in es.term.factors if f.expr not in ("1", "0"))
+        factors = tuple(f.expr for f in es.term.factors
+                        if getattr(f.eval_method, "value", str(f.eval_method)) != "literal")
         if len(es.columns) != 1:
             return None
         plan.append((es.columns[0], factors))
+    if len({nm for nm, _ in plan}) != len(plan):
+        # e.g. a data column named "Intercept" beside the intercept: formulaic's own
+        # materialiser decides what such a matrix is
+        return None
     return spec_obj, tuple(plan)
 
 
@@ -621,6 +626,10 @@ def _numeric_model_matrix(spec: str, raw: Mapping[str, Any], n: int):
             method = getattr(factor.eval_method, "value", str(factor.eval_method))
             if method == "literal" and factor.expr in ("1", "0"):
                 continue
+            if factor.expr in ("1", "0"):
+                # a data column named `1` or `0`: formulaic itself treats it as data or as
+                # the literal depending on the term; its materialiser decides
+                return None
             col = raw.get(factor.expr) if method == "lookup" else None
             if col is None:
                 return None

@@ -387,7 +387,8 @@ def _level_factor(T, A, j, M):
         d = M[a, a]
         for r in range(a):
             d -= M[a, r] * M[a, r]
-        d = np.sqrt(d)
+        # not positive (extreme theta): NaN, which the caller takes as a breakdown
+        d = np.sqrt(d) if d > 0.0 else np.nan
         M[a, a] = d
         for b in range(a + 1, k):
             s = M[b, a]

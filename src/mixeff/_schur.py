@@ -400,9 +400,13 @@ class DenseSchurCholesky:
         if par:
             import numba
 
+            before = numba.get_num_threads()
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
-            _subtract_sweep_parallel(self.indptr, self.indices, self._E, self.q1, self.k1,
-                                     self._S)
+            try:
+                _subtract_sweep_parallel(self.indptr, self.indices, self._E, self.q1,
+                                         self.k1, self._S)
+            finally:
+                numba.set_num_threads(before)
         ld = 2.0 * float(np.sum(np.log(np.einsum("mii->mi", self._Ld))))
         if self.q2:
             c, info = lapack.dpotrf(self._S, lower=1, clean=1, overwrite_a=1)

@@ -9,7 +9,7 @@ from refdata import load_csv, richardson
 
 from mixeff._blocks import build_blocks
 from mixeff._lambda import ReStructure, lme4_term_order
-from mixeff._objective import LmmObjective
+from mixeff._objective import LmmObjective, _OneTerm, _SmallDense
 
 
 def _sleep_model(uncorrelated=False, weights=False):
@@ -97,9 +97,9 @@ def test_one_term_path_equals_general_path(k, p, weights, reml):
     default) equal those of the Schur and CHOLMOD paths, and solve() is unchanged."""
     re, blocks = _one_term_model(k, p, weights)
     one = LmmObjective(blocks, reml=reml)
-    assert one._one is not None
+    assert isinstance(one._fast, _OneTerm)
     others = [LmmObjective(blocks, reml=reml, factorization=f) for f in ("schur", "cholmod")]
-    assert all(o._one is None for o in others)
+    assert all(o._fast is None for o in others)
     theta = _assert_same_values(one, others, re, seed=2, rtol=1e-10)
     n0 = one.n_evaluations
     one(theta)
@@ -120,9 +120,9 @@ def test_small_dense_path_equals_general_path(case, reml):
         re, blocks = _crossed_model(weights=case == "weights-crossed")
     assert blocks.q <= SMALL_DENSE_Q
     dense = LmmObjective(blocks, reml=reml)
-    assert dense._dense is not None and dense._one is None
+    assert isinstance(dense._fast, _SmallDense)
     others = [LmmObjective(blocks, reml=reml, factorization=f) for f in ("schur", "cholmod")]
-    assert all(o._dense is None for o in others)
+    assert all(o._fast is None for o in others)
     _assert_same_values(dense, others, re, seed=4, rtol=1e-9)
 
 

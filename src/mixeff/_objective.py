@@ -145,15 +145,15 @@ class LmmObjective:
         self._set_perm()
         self._last: Solution | None = None
         self._trace_pos = None
-        # one random-effects term ("auto"): the optimiser's values and gradients level by
-        # level in one pass (no sparse matrix, no factor); solve() stays the general path
-        self._one = _OneTerm(b, self._ZtXY) if (
-            factorization == "auto" and len(b.re.terms) == 1) else None
-        self._one_last = None
-        # a few random effects over several terms ("auto"): dense algebra, as above
-        self._dense = _SmallDense(b, self._ZtXY) if (
-            factorization == "auto" and self._one is None and b.q <= SMALL_DENSE_Q) else None
-        self._dense_last = None
+        # the optimiser's values and gradients ("auto"): level by level for one
+        # random-effects term (no sparse matrix, no factor), dense algebra for a few random
+        # effects over several terms; solve() (the fit object's factor) stays general
+        self._fast: _OneTerm | _SmallDense | None = None
+        if factorization == "auto" and len(b.re.terms) == 1:
+            self._fast = _OneTerm(b, self._ZtXY)
+        elif factorization == "auto" and b.q <= SMALL_DENSE_Q:
+            self._fast = _SmallDense(b, self._ZtXY)
+        self._fast_last = None
 
     def _set_perm(self) -> None:
         self.perm = np.asarray(self._chol.perm, dtype=np.int64)
@@ -280,107 +280,29 @@ class LmmObjective:
     def __call__(self, theta: np.ndarray) -> float:
         """The objective (REML criterion or ML deviance) at ``theta``."""
         theta = np.asarray(theta, dtype=np.float64)
-        if self._one is not None:
-            out = self._one_value(theta)
-            if out is not None:
-                return out[0]
-        if self._dense is not None:
-            out = self._dense_value(theta)
+        if self._fast is not None:
+            out = self._fast_value(theta)
             if out is not None:
                 return out[0]
         return self.solve(theta).objective
 
-    def _dense_value(self, theta: np.ndarray):
-        """Small-q path: the objective with dense algebra on ``M`` (the last kept)."""
+    def _fast_value(self, theta: np.ndarray):
+        """The fast path's evaluation at ``theta`` (the last one kept), or None.
+
+        None when its factorisation breaks down (extreme theta): the general path (and
+        its fallback to CHOLMOD) then serves the objective for the rest of its life.
+        """
         key = theta.tobytes()
-        last = self._dense_last
+        last = self._fast_last
         if last is not None and last[0] == key:
             return last[1]
-        d = self._dense
-        b = self.blocks
-        Lam = d.lambda_dense(theta)
-        AL = d.A @ Lam
-        M = Lam.T @ AL
-        M[d.diag, d.diag] += 1.0
-        L, info = _potrf(M, lower=1, clean=1)
+        out = self._fast.value(self, theta)
         self.n_evaluations += 1
-        if info != 0:
-            # M numerically not positive definite (extreme theta, more random effects
-            # than rows): the general path (and its fallback to CHOLMOD) from now on
-            self._dense = None
-            return None
-        R, _ = _trtrs(L, Lam.T @ self._ZtXY, lower=1)
-        p = b.p
-        RZX, cu = R[:, :p], R[:, p]
-        ldL2 = 2.0 * float(np.sum(np.log(L[d.diag, d.diag])))
-        obj, _, _, r2, RX, dbeta = self._profile(ldL2, b.XtX - RZX.T @ RZX,
-                                                 self._Xty - RZX.T @ cu,
-                                                 self._yty - float(cu @ cu))
-        out = (obj, r2, dbeta, RX, Lam, AL, L)
-        self._dense_last = (key, out)
-        return out
-
-    def _dense_gradient(self, theta: np.ndarray) -> np.ndarray:
-        """Small-q path: the analytic gradient with dense ``M^{-1}`` (formulas of
-        ``docs/maths.md``; ``tr(B dLambda)`` sums ``B[c, r]`` over Lambda's entries of
-        each theta)."""
-        out = self._dense_value(theta)
         if out is None:
+            self._fast = None
             return None
-        _, r2, dbeta, RX, Lam, AL, L = out
-        d = self._dense
-        b = self.blocks
-        n, p = b.n, b.p
-        Minv, _ = _potri(L, lower=1)
-        Minv = np.tril(Minv) + np.tril(Minv, -1).T
-        B = Minv @ AL.T                            # M^-1 Lambda' A
-        v = self._Zty - b.ZtX @ dbeta if p else self._Zty
-        u = Minv @ (Lam.T @ v)
-        ze = v - AL @ u                            # Z'W e at the conditional modes
-        if self.reml and p:
-            WX = Minv @ (Lam.T @ b.ZtX)
-            Cinv, _ = _potri(RX, lower=0)
-            Cinv = np.triu(Cinv) + np.triu(Cinv, 1).T
-            B = B - (WX @ Cinv) @ (b.ZtX.T - WX.T @ AL.T)
-        nt = d.ntheta
-        trace = np.bincount(d.which, weights=B[d.cols, d.rows], minlength=nt)
-        dr2 = -2.0 * np.bincount(d.which, weights=ze[d.rows] * u[d.cols], minlength=nt)
-        scale = (n - p) if self.reml else n
-        return 2.0 * trace + scale * dr2 / r2
-
-    def _one_value(self, theta: np.ndarray):
-        """One-term path: ``(objective, r^2, dbeta, R_X)`` at ``theta`` (the last kept)."""
-        key = theta.tobytes()
-        last = self._one_last
-        if last is not None and last[0] == key:
-            return last[1]
-        one = self._one
-        T = self.blocks.re.templates(theta)[0]
-        ldL2, S, Sy, r2u = K.single_term_sums(T, one.A, one.BC, self.blocks.XtX, self._Xty,
-                                              self._yty)
-        self.n_evaluations += 1
-        if not np.isfinite(ldL2):
-            # a level's T'A_jT + I numerically not positive definite (extreme theta):
-            # the general path (and its fallback to CHOLMOD) from now on
-            self._one = None
-            return None
-        obj, _, _, r2, RX, dbeta = self._profile(ldL2, S, Sy, r2u)
-        out = (obj, r2, dbeta, RX, T)
-        self._one_last = (key, out)
+        self._fast_last = (key, out)
         return out
-
-    def _one_gradient(self, theta: np.ndarray) -> np.ndarray:
-        """One-term path: the analytic gradient, level by level (no factor kept)."""
-        out = self._one_value(theta)
-        if out is None:
-            return None
-        _, r2, dbeta, RX, T = out
-        b = self.blocks
-        n, p = b.n, b.p
-        scale = (n - p) if self.reml else n
-        return K.single_term_gradient(T, self._one.A, self._one.BC, dbeta, RX,
-                                      self.reml and p > 0, self._one.rows, self._one.cols,
-                                      2.0 * scale / r2)
 
     def u_hat(self, sol: Solution) -> np.ndarray:
         """Spherical conditional modes ``u`` (original order) at a solution."""
@@ -417,14 +339,11 @@ class LmmObjective:
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         """Analytic gradient of the objective with respect to theta."""
         theta = np.asarray(theta, dtype=np.float64)
-        g = None
-        if self._one is not None:
-            g = self._one_gradient(theta)
-        if g is None and self._dense is not None:
-            g = self._dense_gradient(theta)
-        if g is not None:
-            self.n_gradients += 1
-            return g
+        if self._fast is not None:
+            out = self._fast_value(theta)
+            if out is not None:
+                self.n_gradients += 1
+                return self._fast.gradient(self, out)
         sol = self.solve(theta)
         self.n_gradients += 1
         b = self.blocks
@@ -500,6 +419,25 @@ class _OneTerm:
         self.rows = np.ascontiguousarray(blocks.re.theta_row, dtype=np.int64)
         self.cols = np.ascontiguousarray(blocks.re.theta_col, dtype=np.int64)
 
+    def value(self, obj: LmmObjective, theta: np.ndarray):
+        """``(objective, r^2, dbeta, R_X, T)`` at ``theta``; None on a breakdown (a
+        level's ``T'A_jT + I`` numerically not positive definite)."""
+        T = obj.blocks.re.templates(theta)[0]
+        ldL2, S, Sy, r2u = K.single_term_sums(T, self.A, self.BC, obj.blocks.XtX, obj._Xty,
+                                              obj._yty)
+        if not np.isfinite(ldL2):
+            return None
+        f, _, _, r2, RX, dbeta = obj._profile(ldL2, S, Sy, r2u)
+        return f, r2, dbeta, RX, T
+
+    def gradient(self, obj: LmmObjective, out) -> np.ndarray:
+        """The analytic gradient from :meth:`value`'s ``out``, level by level."""
+        _, r2, dbeta, RX, T = out
+        b = obj.blocks
+        scale = (b.n - b.p) if obj.reml else b.n
+        return K.single_term_gradient(T, self.A, self.BC, dbeta, RX, obj.reml and b.p > 0,
+                                      self.rows, self.cols, 2.0 * scale / r2)
+
 
 SMALL_DENSE_Q = 64
 """Largest number of random effects for which the optimiser's evaluations of a model with
@@ -534,11 +472,52 @@ class _SmallDense:
         self.which = np.concatenate(which)
         self.ntheta = len(re.theta_term)
 
-    def lambda_dense(self, theta: np.ndarray) -> np.ndarray:
-        """``Lambda`` as a dense ``q x q`` array."""
+    def value(self, obj: LmmObjective, theta: np.ndarray):
+        """``(objective, r^2, dbeta, R_X, Lambda, A Lambda, L)`` at ``theta``; None on a
+        breakdown (``M`` numerically not positive definite: extreme theta, more random
+        effects than rows)."""
+        b = obj.blocks
         Lam = np.zeros((self.q, self.q))
         Lam[self.rows, self.cols] = theta[self.which]
-        return Lam
+        AL = self.A @ Lam
+        M = Lam.T @ AL
+        M[self.diag, self.diag] += 1.0
+        L, info = _potrf(M, lower=1, clean=1)
+        if info != 0:
+            return None
+        R, _ = _trtrs(L, Lam.T @ obj._ZtXY, lower=1)
+        p = b.p
+        RZX, cu = R[:, :p], R[:, p]
+        ldL2 = 2.0 * float(np.sum(np.log(L[self.diag, self.diag])))
+        f, _, _, r2, RX, dbeta = obj._profile(ldL2, b.XtX - RZX.T @ RZX,
+                                              obj._Xty - RZX.T @ cu,
+                                              obj._yty - float(cu @ cu))
+        return f, r2, dbeta, RX, Lam, AL, L
+
+    def gradient(self, obj: LmmObjective, out) -> np.ndarray:
+        """The analytic gradient from :meth:`value`'s ``out`` with dense ``M^{-1}``
+        (formulas of ``docs/maths.md``; ``tr(B dLambda)`` sums ``B[c, r]`` over Lambda's
+        entries of each theta)."""
+        _, r2, dbeta, RX, Lam, AL, L = out
+        b = obj.blocks
+        n, p = b.n, b.p
+        Minv, _ = _potri(L, lower=1)
+        Minv = np.tril(Minv) + np.tril(Minv, -1).T
+        B = Minv @ AL.T                            # M^-1 Lambda' A
+        v = obj._Zty - b.ZtX @ dbeta if p else obj._Zty
+        u = Minv @ (Lam.T @ v)
+        ze = v - AL @ u                            # Z'W e at the conditional modes
+        if obj.reml and p:
+            WX = Minv @ (Lam.T @ b.ZtX)
+            Cinv, _ = _potri(RX, lower=0)
+            Cinv = np.triu(Cinv) + np.triu(Cinv, 1).T
+            B = B - (WX @ Cinv) @ (b.ZtX.T - WX.T @ AL.T)
+        nt = self.ntheta
+        trace = np.bincount(self.which, weights=B[self.cols, self.rows], minlength=nt)
+        dr2 = -2.0 * np.bincount(self.which, weights=ze[self.rows] * u[self.cols],
+                                 minlength=nt)
+        scale = (n - p) if obj.reml else n
+        return 2.0 * trace + scale * dr2 / r2
 
 
 def _jittered_cholesky(S: np.ndarray) -> np.ndarray:

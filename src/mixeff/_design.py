@@ -654,8 +654,7 @@ def _numeric_model_matrix(spec: str, raw: Mapping[str, Any], n: int):
 
 
 def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: Callable[[], pd.DataFrame],
-              n: int,
-              response_col: str | None, offset_arr: np.ndarray | None,
+              n: int, response_col: str | None, offset_arr: np.ndarray | None,
               term_pos: list[int]) -> _Evaluated:
     text = pf.text
     ns = _Namespace(raw)

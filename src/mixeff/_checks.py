@@ -1,9 +1,12 @@
 """Convergence checks after the optimiser stops, as lme4's ``checkConv``.
 
 At the optimum the gradient is taken analytically and the Hessian by central
-differences of the gradient when the optimiser used gradients; otherwise both come from
-central differences of the objective's pieces (:mod:`mixeff._derivs`), which are kept
-for Satterthwaite's degrees of freedom. For the parameters not on a bound, the gradient
+differences of the gradient when the optimiser used gradients and theta has at most three
+entries; otherwise both come from the derivatives of the objective's pieces
+(:func:`mixeff._derivs.derivatives`: a stencil of evaluations for few theta, forward
+differences of the pieces' analytic gradients for more), which are kept for
+Satterthwaite's degrees of freedom. A Newton step with them takes theta the last bit of
+the way to the optimum. For the parameters not on a bound, the gradient
 scaled by the Cholesky factor of the Hessian must be small (lme4's ``check.conv.grad``,
 tolerance 0.002) and the Hessian positive definite and well conditioned (``check.conv.hess``,
 lme4's ``checkHess``: no eigenvalue below 1e-6 in size, none above 1e6, no ratio of the
@@ -98,19 +101,26 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     free = ~(np.isfinite(lower) & (theta - lower < 1e-6))
     if not np.any(free):
         return msgs
-    if optsum.n_gradients > 0:
+    b = objective.blocks
+    if optsum.n_gradients > 0 and theta.size <= 3:
+        # a few theta of a gradient fit: differences of the (fast path's) gradient
         g = objective.gradient(theta)
         H = hessian_from_gradient(objective, theta, lower)
         if _newton_polish(objective, optsum, free, g, H):
             theta = optsum.theta
             g = objective.gradient(theta)
     else:
-        # one stencil of evaluations, kept on the record for later use (Satterthwaite)
-        from ._derivs import theta_derivatives
+        # the derivatives of the deviance's pieces, kept on the record for later use
+        # (Satterthwaite): a stencil of evaluations for few theta, differences of the
+        # pieces' analytic gradients for more (see mixeff._derivs.derivatives)
+        from ._derivs import derivatives
 
-        optsum.derivs = theta_derivatives(objective, theta)
-        b = objective.blocks
+        optsum.derivs = derivatives(objective, theta)
         g, H = optsum.derivs.objective_derivs(objective.reml, b.n, b.p)
+        if _newton_polish(objective, optsum, free, g, H):
+            theta = optsum.theta
+            optsum.derivs.recentre(objective, theta)
+            g, H = optsum.derivs.objective_derivs(objective.reml, b.n, b.p)
     g = g[free]
     H = H[np.ix_(free, free)]
     objective.solve(theta)

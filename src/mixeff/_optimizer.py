@@ -386,6 +386,12 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
         start = _probe_boundary(target, x, lower, res.fun)
         if start is None and re is not None:
             start = interior_point(re, x, lower)
+            # worth a restart when the interior point is lower, or the deviance falls
+            # on the way from the boundary point to it and beyond (a saddle); at a
+            # genuine boundary optimum it rises both ways
+            if start is not None and not target(start) < res.fun - tol and \
+                    not float(target.gradient(start) @ (start - x)) < 0.0:
+                start = None
         if start is None:
             break
         radius = min(initial_radius, 0.1)

@@ -84,11 +84,10 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     negative ones, ones near zero, a very large one or a large ratio between the largest
     and the smallest (both "nearly unidentifiable: rescale variables?").
 
-    lme4 skips all these checks at a singular fit (``is.singular`` in ``checkConv``);
-    mixeff checks the parameters that are not on a bound, so that a fit stopping on the
-    boundary with an ill-scaled Hessian in its other parameters is flagged as lme4 flags
-    the interior fit of such data (a random-slope covariate on a scale of hundreds: "Model
-    is nearly unidentifiable: very large eigenvalue - Rescale variables?").
+    As lme4 (``is.singular`` in ``checkConv``), a singular fit is not checked further (but
+    for a very large eigenvalue: badly scaled covariates): the optimiser's restarts from
+    the interior (:func:`mixeff._optimizer.minimize_theta`) see that it is not a point
+    short of the optimum. The derivatives are still taken (Newton step, Satterthwaite).
     """
     msgs: list[str] = []
     if not optsum.success:
@@ -121,11 +120,22 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
             theta = optsum.theta
             optsum.derivs.recentre(objective, theta)
             g, H = optsum.derivs.objective_derivs(objective.reml, b.n, b.p)
+    objective.solve(theta)
     g = g[free]
     H = H[np.ix_(free, free)]
-    objective.solve(theta)
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
         return msgs + ["Gradient or Hessian of the objective contains NaN or infinite values"]
+    if b.re.is_singular(theta):
+        # As lme4's checkConv, a singular fit gets the "boundary (singular) fit" message
+        # (fit.messages) and no gradient or Hessian checks: next to a rank-deficient
+        # covariance matrix the free parameters are often nearly degenerate (small or
+        # widely spread eigenvalues) at a genuine optimum. A very large eigenvalue is
+        # still reported: it comes from covariates on a large scale (a random slope of
+        # Days * 1e8), whose theta also reads as singular.
+        if np.linalg.eigvalsh(H)[-1] * tol_hess > 1:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue\n"
+                        " - Rescale variables?")
+        return msgs
     # check.conv.grad: scaled gradient solve(chol(H), g), compared as min(|scaled|, |raw|)
     try:
         R = np.linalg.cholesky(H).T

@@ -124,6 +124,11 @@ class Design:
     fixed_spec
         formulaic ``ModelSpec`` of the fixed part (before dropping columns), to build
         ``X`` for new data.
+    dropped_coef
+        ``(p, d)`` least-squares coefficients of the dropped columns on the kept ones
+        (``X_dropped ~ X dropped_coef``; the rank rule makes the residual at most
+        ``1e-7`` of each column's norm), or None. Type III contrasts need the dropped
+        columns (e.g. cells of an interaction left empty), which the fit does not keep.
     """
 
     formula: ParsedFormula
@@ -139,6 +144,7 @@ class Design:
     row_index: pd.Index
     messages: list[str] = field(default_factory=list)
     fixed_spec: object = None
+    dropped_coef: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -857,8 +863,10 @@ def build_design(
     X = ev.X
     xnames = ev.xnames
     dropped: list[str] = []
+    dropped_coef = None
     if not keep.all():
         dropped = [nm for nm, k in zip(xnames, keep, strict=True) if not k]
+        dropped_coef = _dropped_coef(X, keep)
         X = np.asfortranarray(X[:, keep])
         xnames = [nm for nm, k in zip(xnames, keep, strict=True) if k]
         k = len(dropped)
@@ -893,7 +901,16 @@ def build_design(
                   y=np.ascontiguousarray(ev.y, dtype=np.float64), X=X, xnames=xnames,
                   dropped_xnames=dropped, terms=terms, weights=w, offset=off,
                   n_dropped=n_dropped, row_index=data.index[rows], messages=messages,
-                  fixed_spec=ev.spec)
+                  fixed_spec=ev.spec, dropped_coef=dropped_coef)
+
+
+def _dropped_coef(X: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients ``(p_kept, p_dropped)`` of the dropped columns of ``X``."""
+    Xk = X[:, keep]
+    if Xk.shape[1] == 0:
+        return np.zeros((0, int((~keep).sum())))
+    coef = np.linalg.lstsq(Xk, X[:, ~keep], rcond=None)[0]
+    return np.asarray(coef, dtype=np.float64).reshape(Xk.shape[1], -1)
 
 
 def _response_not_on_rhs(pf: ParsedFormula, response: str, tilde: int,

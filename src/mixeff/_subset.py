@@ -229,19 +229,21 @@ class _Evaluator:
             self.fail("a list of values needs 'in' / %in%")
         if lk != "column" and rk != "column":
             self.fail("a comparison needs a column")
-        sides = []
-        known = np.ones(self.n, dtype=bool)
-        for kind, v in ((lk, lv), (rk, rv)):
-            if kind == "column":
-                known &= v.notna().to_numpy()
-                sides.append(self._comparable(v, lv if kind != "column" else rv))
-            else:
-                if v is None:
-                    known[:] = False
-                sides.append(v)
+        if lk != "column":  # literal on the left: 1 < Days is Days > 1
+            lk, lv, rk, rv = rk, rv, lk, lv
+            name = {"__lt__": "__gt__", "__le__": "__ge__", "__gt__": "__lt__",
+                    "__ge__": "__le__"}.get(name, name)
+        known = lv.notna().to_numpy()
+        if rk == "column":
+            known = known & rv.notna().to_numpy()
+            left_v, right_v = self._comparable(lv, None), self._comparable(rv, None)
+        else:
+            if rv is None:
+                known = np.zeros(self.n, dtype=bool)
+            left_v, right_v = self._comparable(lv, rv), rv
         try:
             with np.errstate(invalid="ignore"):
-                res = getattr(sides[0], name)(sides[1])
+                res = getattr(left_v, name)(right_v)
             if res is NotImplemented:
                 raise TypeError
             res = np.asarray(res.fillna(False) if isinstance(res, pd.Series) else res,

@@ -72,6 +72,10 @@ def ref(name: str) -> dict:
 
 # name: (data, formula, keyword arguments); every fit with names="R"
 SAS = {"Frequency": "contr.SAS", "Income": "contr.SAS"}
+# lmerTest's test_anova.R: cake's first three temperatures, the diagonal cells removed
+CAKE4 = "angle ~ recipe * temperature + (1|recipe:replicate)"
+CAKE4_ROWS = ("temperature %in% c(175, 185, 195) & !((recipe == 'A' & temperature == 175) |"
+              " (recipe == 'B' & temperature == 185) | (recipe == 'C' & temperature == 195))")
 CASES = {
     "carrots_fi": (carrots, "Preference ~ Frequency*Income + (1|Consumer)", {}),
     "carrots_fi_sas": (carrots, "Preference ~ Frequency*Income + (1|Consumer)",
@@ -93,6 +97,24 @@ CASES = {
     "ham_product_age": (ham, "Informed.liking ~ Product*Age + (1|Consumer)", {}),
     "ham_three": (ham, "Informed.liking ~ Product*Information*Gender + (1|Product:Consumer)"
                   " + (1|Consumer)", {}),
+    # lmerTest's tests/test_anova.R
+    "cake_temp": (lambda: cake(True), "angle ~ recipe * temp + (1|recipe:replicate)", {}),
+    "cake_temp_ml": (lambda: cake(True), "angle ~ recipe * temp + (1|recipe:replicate)",
+                     {"reml": False}),
+    "cake_temp_noint": (lambda: cake(True), "angle ~ 0 + recipe * temp + (1|recipe:replicate)",
+                        {}),
+    "cake_temp_sum": (lambda: cake(True), "angle ~ recipe * temp + (1|recipe:replicate)",
+                      {"contrasts": {"recipe": "contr.sum"}}),
+    "cake_unordered_types": (lambda: cake(False),
+                             "angle ~ recipe * temperature + (1|recipe:replicate)", {}),
+    "sleep_quadratic": (sleepstudy, "Reaction ~ Days + I(Days**2) + (Days | Subject)", {}),
+    "cake4_treatment": (lambda: cake(False), CAKE4, {"subset": CAKE4_ROWS}),
+    "cake4_sum_sas": (lambda: cake(False), CAKE4, {"subset": CAKE4_ROWS, "contrasts": {
+        "recipe": "contr.sum", "temperature": "contr.SAS"}}),
+    "cake4_sum_poly": (lambda: cake(False), CAKE4, {"subset": CAKE4_ROWS, "contrasts": {
+        "recipe": "contr.sum", "temperature": "contr.poly"}}),
+    "cake4_helmert_poly": (lambda: cake(False), CAKE4, {"subset": CAKE4_ROWS, "contrasts": {
+        "recipe": "contr.helmert", "temperature": "contr.poly"}}),
     "cake_ordered_reml": (lambda: cake(True),
                           "angle ~ recipe * temperature + (1|recipe:replicate)", {}),
     "cake_ordered_ml": (lambda: cake(True),
@@ -195,6 +217,53 @@ def test_type3_with_empty_cells_is_coding_free(rhs, kw):
     np.testing.assert_allclose(table.loc[list(rows), "F value"], [1.7189, 2.4267, 2.4425],
                                atol=5e-5)
     assert any("Missing cells" in m for m in table.attrs["messages"])
+
+
+@pytest.mark.parametrize("name", ["cake4_sum_sas", "cake4_sum_poly", "cake4_helmert_poly"])
+def test_type3_3x3_missing_diagonal_is_coding_free(name):
+    """lmerTest's test_anova.R: Type III on cake4 is the same for every coding."""
+    base = fit_of("cake4_treatment").anova()
+    other = fit_of(name).anova()
+    np.testing.assert_allclose(other.to_numpy(), base.to_numpy(), rtol=1e-6)
+
+
+def test_type3_3x3_missing_diagonal_option():
+    old = mixeff.set_options(contrasts=("contr.sum", "contr.poly"))
+    try:
+        fit = mixeff.lmer(CAKE4, cake(False), names="R", subset=CAKE4_ROWS)
+    finally:
+        mixeff.set_options(**old)
+    check_fit(fit, ref("cake4_option_sum"))
+    check_anova(fit.anova(), ref("cake4_option_sum")["anova"]["type3"], "cake4 option")
+
+
+def test_lmertest_balanced_types_agree():
+    """test_anova.R: balanced, factors only: Types I, II, III agree (ordered or not);
+    with a covariate II = III != I."""
+    for name in ("cake_ordered_reml", "cake_unordered_types"):
+        f = fit_of(name)
+        a1, a2, a3 = (f.anova(type=t).to_numpy() for t in (1, 2, 3))
+        np.testing.assert_allclose(a1, a2, rtol=1e-4)
+        np.testing.assert_allclose(a1, a3, rtol=1e-4)
+    f = fit_of("cake_temp")
+    np.testing.assert_allclose(f.anova(type=2).to_numpy(), f.anova(type=3).to_numpy(),
+                               rtol=1e-4)
+    assert not np.allclose(f.anova(type=1).to_numpy(), f.anova(type=2).to_numpy(),
+                           rtol=1e-8)
+    an = f.anova()
+    np.testing.assert_allclose(an["NumDF"], [2, 1, 2])
+    assert _all_equal(an["DenDF"], [254.0157612, 222, 222], 1e-4)
+    an1 = fit_of("cake_ordered_reml").anova(type=1)
+    np.testing.assert_allclose(an1["NumDF"], [2, 5, 10])
+    assert _all_equal(an1["DenDF"], [42, 210, 210], 1e-4)
+    # Type I equals lme4's sequential table (sums of squares, F)
+    for name in ("cake_temp", "cake_temp_noint", "cake_temp_ml", "cake_temp_sum",
+                 "cake_ordered_reml", "sleep_quadratic"):
+        f = fit_of(name)
+        a, b = f.anova(type=1), f.anova(ddf="lme4")
+        cols = ["Sum Sq", "Mean Sq", "F value"]
+        assert _all_equal(a[cols].to_numpy().ravel(), b.loc[a.index, cols].to_numpy().ravel(),
+                          1e-4), name
 
 
 def test_type3_missing_cells_message_names_the_empty_cells():
@@ -438,7 +507,7 @@ def test_contrasts_errors():
     f = "angle ~ recipe + (1|recipe:replicate)"
     with pytest.raises(mixeff.DataError, match="contr.treatment"):
         mixeff.lmer(f, d, contrasts={"recipe": "contr.bogus"})
-    with pytest.raises(mixeff.DataError, match="'temp'"):
+    with pytest.warns(UserWarning, match="'temp'.*ignored"):  # as R warns
         mixeff.lmer(f, d, contrasts={"temp": "contr.sum"})
     with pytest.raises(mixeff.DataError, match="not categorical"):
         mixeff.lmer("angle ~ recipe + temp + (1|recipe:replicate)", d,

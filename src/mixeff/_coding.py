@@ -164,8 +164,13 @@ def codings(frame: Mapping[str, Any], contrasts: Mapping[str, Any] | None,
     for col, spec in given.items():
         _check_contrast(spec, f"contrasts[{col!r}]")
         if col not in frame or (used is not None and col not in used):
-            raise DataError(f"contrasts= names {col!r}, which is not a variable of the "
-                            "fixed-effects part")
+            # R: "variable 'x' is absent, its contrast will be ignored" (e.g. after update)
+            import warnings
+
+            warnings.warn(f"contrasts= names {col!r}, which is not a variable of the "
+                          "fixed-effects part: its contrast is ignored", UserWarning,
+                          stacklevel=4)
+            continue
         if not _is_categorical(frame[col]):
             raise DataError(f"contrasts= names {col!r}, which is not categorical "
                             "(numbers are not coded by contrasts; use C(x) for a factor)")
@@ -175,7 +180,7 @@ def codings(frame: Mapping[str, Any], contrasts: Mapping[str, Any] | None,
             continue
         if not _is_categorical(values):
             continue
-        if col in given:
+        if col in given and col in frame:
             spec = _check_contrast(given[col], f"contrasts[{col!r}]")
         else:
             spec = ordered if _is_ordered(values) else unordered
@@ -228,10 +233,14 @@ def coded_frame(frame: pd.DataFrame, coding: Mapping[str, Any]
 _C_CALL = re.compile(r"^C\(\s*([^,()]+?)\s*(?:,.*)?\)$")
 
 
+_POWER = re.compile(r"\s*\*\*\s*")
+
+
 def _r_variable(expr: str) -> str:
-    """R's name of a factor expression: ``C(x)`` / ``C(x, Sum)`` -> ``x``."""
+    """R's name of a factor expression: ``C(x)`` / ``C(x, Sum)`` -> ``x``, and a power
+    ``I(Days ** 2)`` as R deparses it, ``I(Days^2)``."""
     m = _C_CALL.match(expr)
-    return m.group(1).strip("` ") if m else expr
+    return m.group(1).strip("` ") if m else _POWER.sub("^", expr)
 
 
 def r_term_label(label: str) -> str:
@@ -334,8 +343,8 @@ def _numeric_r_name(piece: str) -> str:
     """``poly(Days, 2)[1]`` -> ``poly(Days, 2)1``; a plain column stays as it is."""
     m = _NUMERIC_PIECE.match(piece)
     if m and m.group(1).endswith(")"):
-        return m.group(1) + m.group(2)
-    return piece
+        return _POWER.sub("^", m.group(1)) + m.group(2)
+    return _POWER.sub("^", piece)
 
 
 def r_name_map(spec: Any, names: list[str]) -> dict[str, str]:

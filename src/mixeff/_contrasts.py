@@ -28,9 +28,14 @@ Type III without the data
     coordinates ``Q'(.)``. Only ``p x (#cells)`` matrices are formed.
 
 Rank-deficient ``X``
-    Columns dropped from ``X`` are unknown; their cell columns are taken as zero, which is
-    exact when a column was dropped because its cell is empty (the usual cause in factorial
-    designs) and an approximation otherwise.
+    The design keeps the least-squares coefficients of the columns dropped from ``X`` on
+    the kept ones (``Design.dropped_coef``), so the dropped columns, and with them every
+    cell, are known in the coordinates of ``X = QR``; cells without data come out as
+    exact zero columns, as in lmerTest's ``rdX``, before the treatment-coded design is
+    made full rank by R's rule. Then the hypotheses do not depend on the coding, also
+    with empty cells. (Designs without those coefficients, e.g. from Dask data, fall back
+    to completing the cells from the kept columns, exact for empty cells when a unique
+    completion exists, approximate otherwise, with a note.)
 """
 
 from __future__ import annotations

@@ -131,8 +131,14 @@ cake_unordered$temperature <- factor(cake$temperature, ordered = FALSE)
 carrots_ord <- carrots
 carrots_ord$Frequency <- factor(carrots$Frequency, ordered = TRUE)
 sleepstudy <- read_data(file.path(lme4_dir, "sleepstudy.csv"), "Subject")
+## lmerTest's tests/test_anova.R: a 3 x 3 factorial with the diagonal missing
+cake4 <- cake_unordered
+cake4 <- droplevels(subset(cake4, temperature %in% levels(cake4$temperature)[1:3]))
+cake4 <- droplevels(subset(cake4, !((recipe == "A" & temperature == "175") |
+                                      (recipe == "B" & temperature == "185") |
+                                      (recipe == "C" & temperature == "195"))))
 for (nm in c("carrots", "ham", "sas101", "cake", "cake_unordered", "carrots_ord",
-             "sleepstudy")) assign(nm, get(nm), envir = globalenv())
+             "sleepstudy", "cake4")) assign(nm, get(nm), envir = globalenv())
 
 ## -------------------------------------------------------------- the cases --
 ## name = list(call = R code (text), kind, options = contrasts option or NULL)
@@ -162,6 +168,28 @@ cases <- list(
   ham_product_age = list(call = "lmer(Informed.liking ~ Product*Age + (1|Consumer), data = ham)"),
   ham_three = list(call = paste0("lmer(Informed.liking ~ Product*Information*Gender ",
                                  "+ (1|Product:Consumer) + (1|Consumer), data = ham)")),
+  ## lmerTest's tests/test_anova.R
+  cake_temp = list(call = "lmer(angle ~ recipe * temp + (1|recipe:replicate), data = cake)"),
+  cake_temp_ml = list(call = paste0("lmer(angle ~ recipe * temp + (1|recipe:replicate), ",
+                                    "data = cake, REML = FALSE)")),
+  cake_temp_noint = list(call = "lmer(angle ~ 0 + recipe * temp + (1|recipe:replicate), data = cake)"),
+  cake_temp_sum = list(call = paste0("lmer(angle ~ recipe * temp + (1|recipe:replicate), ",
+                                     "data = cake, contrasts = list(recipe = \"contr.sum\"))")),
+  cake_unordered_types = list(call = paste0("lmer(angle ~ recipe * temperature + ",
+                                            "(1|recipe:replicate), data = cake_unordered)")),
+  sleep_quadratic = list(call = "lmer(Reaction ~ Days + I(Days^2) + (Days | Subject), data = sleepstudy)"),
+  cake4_treatment = list(call = "lmer(angle ~ recipe * temperature + (1|recipe:replicate), data = cake4)"),
+  cake4_sum_sas = list(call = paste0(
+    "lmer(angle ~ recipe * temperature + (1|recipe:replicate), data = cake4, ",
+    "contrasts = list(recipe = \"contr.sum\", temperature = \"contr.SAS\"))")),
+  cake4_sum_poly = list(call = paste0(
+    "lmer(angle ~ recipe * temperature + (1|recipe:replicate), data = cake4, ",
+    "contrasts = list(recipe = \"contr.sum\", temperature = \"contr.poly\"))")),
+  cake4_helmert_poly = list(call = paste0(
+    "lmer(angle ~ recipe * temperature + (1|recipe:replicate), data = cake4, ",
+    "contrasts = list(recipe = \"contr.helmert\", temperature = \"contr.poly\"))")),
+  cake4_option_sum = list(call = "lmer(angle ~ recipe * temperature + (1|recipe:replicate), data = cake4)",
+                          options = c("contr.sum", "contr.poly")),
   ## ordered factors: contr.poly by default
   cake_ordered_reml = list(call = "lmer(angle ~ recipe * temperature + (1|recipe:replicate), data = cake)"),
   cake_ordered_ml = list(call = paste0("lmer(angle ~ recipe * temperature + (1|recipe:replicate), ",

@@ -543,6 +543,17 @@ def test_r_names_of_plant_and_poly():
     assert fit.contest(L)["NumDF"].iloc[0] == 1
 
 
+def test_r_names_in_confint_and_summary():
+    plant = mixeff.datasets.load_plant_growth()
+    fit = mixeff.lmer("height ~ week * C(temp) + (1 | plant_id)", plant, names="R")
+    ci = fit.confint(method="Wald")
+    assert list(ci.index)[-6:] == load_reference("plant_reml")["fixef_names"]
+    one = fit.confint(parm="temp15", method="Wald")
+    assert list(one.index) == ["temp15"]
+    np.testing.assert_allclose(one.to_numpy(), ci.loc[["temp15"]].to_numpy())
+    assert "week:temp15" in str(fit.summary())
+
+
 def test_default_names_stay_formulaic():
     plant = mixeff.datasets.load_plant_growth()
     fit = mixeff.lmer("height ~ week * C(temp) + (1 | plant_id)", plant)

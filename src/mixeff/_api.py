@@ -189,6 +189,18 @@ def lmer(
 
             raise DataError("contrasts=, subset= and na_action= are not available for "
                             "Dask data (select and code the columns in Dask first)")
+        import pandas as pd
+
+        dtypes = getattr(data, "dtypes", None)
+        ordered = [] if dtypes is None else [
+            str(c) for c, t in dtypes.items()
+            if isinstance(t, pd.CategoricalDtype) and t.ordered and str(c) in pf.text]
+        if ordered:
+            from ._errors import DataError
+
+            raise DataError(f"ordered Categorical column(s) {ordered} in Dask data: R (and "
+                            "mixeff in memory) code them by polynomial contrasts, which the "
+                            "Dask path does not; make them unordered, or use C(x, Poly)")
 
         fit = lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,

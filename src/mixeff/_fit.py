@@ -524,7 +524,16 @@ class LmerFit:
         """
         from ._confint import confint
 
-        return confint(self, parm=parm, level=level, method=method, **kwargs)
+        if getattr(self, "names", "formulaic") != "R":
+            return confint(self, parm=parm, level=level, method=method, **kwargs)
+        alias = dict(zip(self._coef_names(), self.design.xnames, strict=True))
+        if isinstance(parm, str):
+            parm = alias.get(parm, parm)
+        elif parm is not None and not isinstance(parm, (int, np.integer)):
+            parm = [alias.get(p, p) if isinstance(p, str) else p for p in parm]
+        out = confint(self, parm=parm, level=level, method=method, **kwargs)
+        back = {v: k for k, v in alias.items()}
+        return out.rename(index=lambda nm: back.get(nm, nm))
 
     # -- presentation ---------------------------------------------------------------
     def summary(self, ddf: str | None = None, digits: int = 4,

@@ -325,8 +325,9 @@ def test_ordered_factor_gets_polynomial_contrasts():
     assert "temperature.L" in fit.fixef.index and "temperature^5" in fit.fixef.index
     f0 = mixeff.lmer("angle ~ recipe * temperature + (1|recipe:replicate)", cake(True),
                      reml=False)
-    assert "temperature[.L]" in f0.fixef.index  # formulaic's names stay the default
-    assert f0.design.codings["temperature"].__class__.__name__ == "PolyContrasts"
+    # formulaic's names stay the default: the coding is formulaic's C(x, contr.poly)
+    assert "C(temperature, contr.poly)[.L]" in f0.fixef.index
+    assert f0.design.codings == {"temperature": "contr.poly"}
     # the unordered column keeps treatment contrasts
     f1 = mixeff.lmer("angle ~ recipe * temperature + (1|recipe:replicate)", cake(False),
                      reml=False, names="R")

@@ -127,8 +127,10 @@ def lmer(
     contrasts
         Codings of categorical columns of the fixed part, as R's ``contrasts = list(...)``:
         ``{"recipe": "contr.sum"}`` with ``"contr.treatment"``, ``"contr.sum"``,
-        ``"contr.helmert"``, ``"contr.poly"`` or ``"contr.SAS"`` (or a formulaic
-        ``Contrasts`` object). Columns not named get the package option
+        ``"contr.helmert"``, ``"contr.poly"`` or ``"contr.SAS"``; they are evaluated as
+        formulaic's ``C(recipe, contr.sum)`` (formulaic's coefficient names say so,
+        ``C(recipe, contr.sum)[S.A]``; ``names="R"`` gives R's ``recipe1``). Columns not
+        named get the package option
         (:func:`mixeff.set_options`; R's default: treatment contrasts, and polynomial
         contrasts for an ordered pandas Categorical).
     subset

@@ -3,11 +3,12 @@
 R codes an unordered factor with ``getOption("contrasts")[1]`` (``contr.treatment``) and
 an ordered factor with ``getOption("contrasts")[2]`` (``contr.poly``), unless
 ``contrasts = list(x = ...)`` is given to ``lm``/``lmer``. formulaic always uses treatment
-contrasts for a plain column; this module decides each column's coding and hands it to
-formulaic as the contrasts of a ``C()`` wrapper placed in the evaluation context (the
-column's name then stays the factor's name, so terms and coefficients keep formulaic's
-names: ``recipe[S.A]``, ``temperature[.L]``). :func:`r_names` gives R's names of the
-columns (``recipe1``, ``temperature.L``, ``week:temp15``, ``poly(Days, 2)1``).
+contrasts for a plain column; this module decides each column's coding and writes the
+column as ``C(x, contr.sum)`` in the fixed part that formulaic evaluates
+(:func:`rewrite_fixed`), so the model spec carries the coding to new data, and
+formulaic's names read ``C(recipe, contr.sum)[S.A]``, ``C(temperature, contr.poly)[.L]``.
+:func:`r_names` gives R's names of the columns (``recipe1``, ``temperature.L``,
+``week:temp15``, ``poly(Days, 2)1``).
 
 Package options (:func:`set_options`, :func:`get_options`): ``contrasts`` (as R's
 ``options(contrasts = )``) and ``names`` (``"formulaic"`` or ``"R"``: the default of the
@@ -25,7 +26,7 @@ import pandas as pd
 
 from ._errors import DataError
 
-__all__ = ["R_CONTRASTS", "codings", "coded_frame", "get_options", "r_names",
+__all__ = ["R_CONTRASTS", "codings", "get_options", "r_names", "rewrite_fixed",
            "r_term_label", "set_options"]
 
 R_CONTRASTS = ("contr.treatment", "contr.sum", "contr.helmert", "contr.poly", "contr.SAS")
@@ -35,20 +36,10 @@ _DEFAULTS: dict[str, Any] = {"contrasts": ("contr.treatment", "contr.poly"),
 _OPTIONS: dict[str, Any] = dict(_DEFAULTS)
 
 
-def _check_contrast(value: Any, what: str) -> Any:
-    if isinstance(value, str):
-        if value not in R_CONTRASTS:
-            raise DataError(f"{what} must be one of {', '.join(R_CONTRASTS)} (or a formulaic "
-                            f"Contrasts object), not {value!r}")
+def _check_contrast(value: Any, what: str) -> str:
+    if isinstance(value, str) and value in R_CONTRASTS:
         return value
-    from formulaic.transforms.contrasts import Contrasts
-
-    if isinstance(value, type) and issubclass(value, Contrasts):
-        return value()
-    if isinstance(value, Contrasts):
-        return value
-    raise DataError(f"{what} must be one of {', '.join(R_CONTRASTS)} (or a formulaic "
-                    f"Contrasts object), not {value!r}")
+    raise DataError(f"{what} must be one of {', '.join(R_CONTRASTS)}, not {value!r}")
 
 
 def set_options(*, contrasts: tuple[str, str] | list[str] | None = None,
@@ -108,35 +99,8 @@ def resolve_names(names: str | None) -> str:
     return _check_names(names)
 
 
-def _levels(values: Any) -> list:
-    cat = values if isinstance(values, pd.Categorical) else pd.Categorical(values)
-    return list(cat.categories)
-
-
-def _contrasts_object(spec: Any, levels: list) -> Any:
-    """A formulaic ``Contrasts`` for an R contrast name (or the object itself)."""
-    from formulaic.transforms.contrasts import (
-        HelmertContrasts,
-        PolyContrasts,
-        SumContrasts,
-        TreatmentContrasts,
-    )
-
-    if not isinstance(spec, str):
-        return spec
-    if spec == "contr.treatment":
-        return TreatmentContrasts()
-    if spec == "contr.SAS":
-        return TreatmentContrasts(base=levels[-1]) if levels else TreatmentContrasts()
-    if spec == "contr.sum":
-        return SumContrasts()
-    if spec == "contr.helmert":
-        return HelmertContrasts()
-    return PolyContrasts()
-
-
 def codings(frame: Mapping[str, Any], contrasts: Mapping[str, Any] | None,
-            used: list[str] | None = None) -> dict[str, Any]:
+            used: list[str] | None = None) -> dict[str, str]:
     """The coding of each categorical column that formulaic would not code by default.
 
     Parameters
@@ -144,24 +108,22 @@ def codings(frame: Mapping[str, Any], contrasts: Mapping[str, Any] | None,
     frame
         The columns as :func:`~mixeff._design._for_formulaic` gives them.
     contrasts
-        The ``contrasts=`` argument: column -> R contrast name or formulaic Contrasts.
+        The ``contrasts=`` argument: column -> R contrast name.
     used
-        Columns of the fixed part (the ``contrasts=`` keys must be among them).
+        Columns of the fixed part (a ``contrasts=`` key naming another column is
+        ignored with a warning, as R does).
 
     Returns
     -------
     dict
-        Column -> formulaic ``Contrasts`` object, for the columns not coded by
-        formulaic's own default (treatment contrasts, first level as reference).
+        Column -> R contrast name, for the categorical columns not coded by formulaic's
+        own default (treatment contrasts, first level as reference).
     """
-    from formulaic.transforms.contrasts import TreatmentContrasts
-
-    given = dict(contrasts or {})
     if contrasts is not None and not isinstance(contrasts, Mapping):
         raise DataError("contrasts must be a dict {column: contrast name}, e.g. "
                         "{'recipe': 'contr.sum'}")
-    out: dict[str, Any] = {}
-    for col, spec in given.items():
+    given = dict(contrasts or {})
+    for col, spec in list(given.items()):
         _check_contrast(spec, f"contrasts[{col!r}]")
         if col not in frame or (used is not None and col not in used):
             # R: "variable 'x' is absent, its contrast will be ignored" (e.g. after update)
@@ -170,31 +132,20 @@ def codings(frame: Mapping[str, Any], contrasts: Mapping[str, Any] | None,
             warnings.warn(f"contrasts= names {col!r}, which is not a variable of the "
                           "fixed-effects part: its contrast is ignored", UserWarning,
                           stacklevel=4)
+            del given[col]
             continue
         if not _is_categorical(frame[col]):
             raise DataError(f"contrasts= names {col!r}, which is not categorical "
                             "(numbers are not coded by contrasts; use C(x) for a factor)")
     unordered, ordered = _OPTIONS["contrasts"]
+    out: dict[str, str] = {}
     for col, values in frame.items():
-        if used is not None and col not in used:
+        if (used is not None and col not in used) or not _is_categorical(values):
             continue
-        if not _is_categorical(values):
-            continue
-        if col in given and col in frame:
-            spec = _check_contrast(given[col], f"contrasts[{col!r}]")
-        else:
-            spec = ordered if _is_ordered(values) else unordered
-        obj = _contrasts_object(spec, _levels(values))
-        if type(obj) is TreatmentContrasts and _base_is_first(obj):
-            continue  # formulaic's own default
-        out[col] = obj
+        spec = given.get(col, ordered if _is_ordered(values) else unordered)
+        if spec != "contr.treatment":  # formulaic's own default
+            out[col] = spec
     return out
-
-
-def _base_is_first(obj: Any) -> bool:
-    from formulaic.utils.sentinels import UNSET
-
-    return obj.base is UNSET
 
 
 def _is_categorical(values: Any) -> bool:
@@ -207,23 +158,76 @@ def _is_ordered(values: Any) -> bool:
     return isinstance(dtype, pd.CategoricalDtype) and bool(dtype.ordered)
 
 
-def coded_frame(frame: pd.DataFrame, coding: Mapping[str, Any]
-                ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``frame`` without the coded columns, and a context holding them as ``C(x, coding)``."""
-    if not coding:
-        return frame, {}
-    from formulaic.transforms.contrasts import C
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
-    context: dict[str, Any] = {}
-    for col, obj in coding.items():
-        if col in frame.columns:
-            values = frame[col]
-            if not isinstance(values.dtype, pd.CategoricalDtype):
-                values = pd.Categorical(values)
-            context[col] = C(values.array if isinstance(values, pd.Series) else values,
-                             contrasts=obj)
-    rest = frame.drop(columns=[c for c in context], errors="ignore")
-    return rest, context
+
+def rewrite_fixed(fixed: str, coding: Mapping[str, str]) -> str:
+    """The fixed part with each coded column, where it stands as a factor, as
+    ``C(x, contr.sum)``.
+
+    A column stands as a factor when it is a name at the top level of the formula
+    (also inside grouping parentheses such as ``(a + b):c``), not inside a call
+    (``C(x)``, ``I(x == 1)``: an explicit coding wins), braces or quotes. Backtick-quoted
+    names count too.
+    """
+    out: list[str] = []
+    stack: list[bool] = []  # per open parenthesis: True for a call's, False for grouping
+    i, n = 0, len(fixed)
+    while i < n:
+        ch = fixed[i]
+        if ch in "\"'":
+            j = fixed.find(ch, i + 1)
+            j = n - 1 if j < 0 else j
+            out.append(fixed[i:j + 1])
+            i = j + 1
+            continue
+        if ch == "{":
+            depth, j = 0, i
+            while j < n:
+                depth += fixed[j] == "{"
+                depth -= fixed[j] == "}"
+                if depth == 0:
+                    break
+                j += 1
+            out.append(fixed[i:j + 1])
+            i = j + 1
+            continue
+        if ch == "`":
+            j = fixed.find("`", i + 1)
+            j = n - 1 if j < 0 else j
+            name = fixed[i + 1:j]
+            tok = fixed[i:j + 1]
+            out.append(_wrapped(tok, name, coding) if not any(stack) else tok)
+            i = j + 1
+            continue
+        m = _IDENT.match(fixed, i)
+        if m and (i == 0 or not (fixed[i - 1].isalnum() or fixed[i - 1] in "_.")):
+            tok = m.group(0)
+            j = m.end()
+            k = j
+            while k < n and fixed[k] == " ":
+                k += 1
+            is_call = k < n and fixed[k] == "("
+            if is_call:
+                out.append(fixed[i:k + 1])
+                stack.append(True)
+                i = k + 1
+                continue
+            out.append(_wrapped(tok, tok, coding) if not any(stack) else tok)
+            i = j
+            continue
+        if ch == "(":
+            stack.append(False)
+        elif ch == ")" and stack:
+            stack.pop()
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _wrapped(token: str, name: str, coding: Mapping[str, str]) -> str:
+    spec = coding.get(name)
+    return token if spec is None else f"C({token}, {spec})"
 
 
 # --------------------------------------------------------------------------------------

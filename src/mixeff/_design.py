@@ -130,9 +130,11 @@ class Design:
         ``1e-7`` of each column's norm), or None. Type III contrasts need the dropped
         columns (e.g. cells of an interaction left empty), which the fit does not keep.
     codings
-        Column -> formulaic ``Contrasts`` for the categorical columns of the fixed part
-        not coded by formulaic's default (``contrasts=``, ordered Categoricals, the
-        package option); :func:`._coding.coded_frame` applies them to new data too.
+        Column -> contrast (``"contr.sum"``...) of the categorical columns of the fixed
+        part not coded by formulaic's default (``contrasts=``, ordered Categoricals, the
+        package option). They are evaluated as ``C(x, contr.sum)`` (so the model spec,
+        and with it new data, carries the coding; formulaic's names then read
+        ``C(x, contr.sum)[S.a]``).
     pad
         ``na_action="exclude"``: (index of the data's rows in the model, positions of the
         used rows among them), to pad fitted values and residuals with NaN; else None.
@@ -565,17 +567,11 @@ def _eval_python(expr: str, ns: _Namespace, n: int, what: str, text: str,
     return arr
 
 
-def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int | None,
-                  coding: Mapping[str, Any] | None = None):
+def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int | None):
     from formulaic import model_matrix
 
-    context: dict[str, Any] = {}
-    if coding:
-        from ._coding import coded_frame
-
-        frame, context = coded_frame(frame, coding)
     try:
-        mm = model_matrix(spec, frame, na_action="ignore", context=context)
+        mm = model_matrix(spec, frame, na_action="ignore", context={})
     except Exception as exc:
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("\n\n", 1)[0]
         hint = " (in Python code write x**2 for a power, not x^2)" if "^" in msg else ""
@@ -676,7 +672,7 @@ def _numeric_model_matrix(spec: str, raw: Mapping[str, Any], n: int):
 
 def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: Callable[[], pd.DataFrame],
               n: int, response_col: str | None, offset_arr: np.ndarray | None,
-              term_pos: list[int], coding: Mapping[str, Any] | None = None) -> _Evaluated:
+              term_pos: list[int]) -> _Evaluated:
     text = pf.text
     ns = _Namespace(raw)
     tilde = text.find("~")
@@ -694,7 +690,7 @@ def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: Callable[[], pd.Dat
     if fast is not None:
         spec, X, xnames = fast
     else:
-        mm, X = _model_matrix(pf.fixed, frame(), "fixed-effects part", text, None, coding)
+        mm, X = _model_matrix(pf.fixed, frame(), "fixed-effects part", text, None)
         spec, xnames = mm.model_spec, list(mm.columns)
     mats: dict[str, tuple[np.ndarray, list[str]]] = {}
     for term, pos in zip(pf.random, term_pos, strict=True):
@@ -775,8 +771,8 @@ def build_design(
         effects as observations (lme4's ``check.nobs.vs.nRE``).
     contrasts
         Column -> R contrast name (``"contr.treatment"``, ``"contr.sum"``,
-        ``"contr.helmert"``, ``"contr.poly"``, ``"contr.SAS"``) or formulaic
-        ``Contrasts`` object, for categorical columns of the fixed part; the others get
+        ``"contr.helmert"``, ``"contr.poly"``, ``"contr.SAS"``), for categorical columns
+        of the fixed part (evaluated as ``C(x, contr.sum)``); the others get
         the package option (:func:`mixeff.set_options`; R's default: treatment contrasts,
         polynomial contrasts for an ordered Categorical).
     subset
@@ -875,7 +871,7 @@ def build_design(
             {c: _for_formulaic(s) for c, s in raw.items()}, index=pd.RangeIndex(n)))
         o_arr = None if o_full is None else o_full[rows]
         coding = _fixed_coding(pf, raw, frame, contrasts)
-        ev = _evaluate(pf, raw, frame, n, response_col, o_arr, term_pos, coding)
+        ev = _evaluate(_coded(pf, coding), raw, frame, n, response_col, o_arr, term_pos)
         bad = _nonfinite(ev, response_name)
         if not bad.any():
             break
@@ -986,8 +982,19 @@ def _padding(index: pd.Index, insub: np.ndarray | None, rows: np.ndarray, na_act
     return index[model_rows], pos
 
 
+def _coded(pf: ParsedFormula, coding: Mapping[str, str]) -> ParsedFormula:
+    """The formula to evaluate: coded columns of the fixed part as ``C(x, contr.sum)``."""
+    if not coding:
+        return pf
+    import dataclasses
+
+    from ._coding import rewrite_fixed
+
+    return dataclasses.replace(pf, fixed=rewrite_fixed(pf.fixed, coding))
+
+
 def _fixed_coding(pf: ParsedFormula, raw: Mapping[str, Any], frame: Callable[[], pd.DataFrame],
-                  contrasts: Mapping[str, Any] | None) -> dict[str, Any]:
+                  contrasts: Mapping[str, Any] | None) -> dict[str, str]:
     """Codings of the categorical columns of the fixed part (:func:`._coding.codings`)."""
     from ._coding import codings, get_options
 

@@ -243,25 +243,15 @@ def _check_categories(spec: Any, nd: _NewData) -> None:
                             f"{_show(list(seen))})")
 
 
-def _materialize(spec: Any, frame: pd.DataFrame, what: str,
-                 coding: dict[str, Any] | None = None) -> pd.DataFrame:
-    """``model_matrix(spec, frame)``; unseen categories become errors, not zeros.
-
-    ``coding``: the fit's contrast codings of categorical columns (``Design.codings``).
-    """
+def _materialize(spec: Any, frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``model_matrix(spec, frame)``; unseen categories become errors, not zeros."""
     from formulaic import model_matrix
-
-    context: dict[str, Any] = {}
-    if coding:
-        from ._coding import coded_frame
-
-        frame, context = coded_frame(frame, coding)
     from formulaic.errors import DataMismatchWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataMismatchWarning)
         try:
-            mm = model_matrix(spec, frame, context=context)
+            mm = model_matrix(spec, frame)
         except Exception as exc:
             msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("\n\n", 1)[0]
             raise DataError(f"cannot evaluate {what} on newdata: {msg}") from None
@@ -292,7 +282,7 @@ def _new_fixed(fit: LmerFit, nd: _NewData) -> np.ndarray:
     cols = nd.variables(_formulaic_names(d.formula.fixed)[0], what)
     frame = nd.frame(cols, what)
     _check_categories(spec, nd)
-    mm = _materialize(spec, frame, what, getattr(d, "codings", None))
+    mm = _materialize(spec, frame, what)
     names = _rename(mm.columns)
     where = {nm: j for j, nm in enumerate(names)}
     missing = [nm for nm in d.xnames if nm not in where]

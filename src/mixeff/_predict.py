@@ -919,6 +919,8 @@ def update(fit: LmerFit, formula: str | None = None, data: pd.DataFrame | None =
                         "again (the fit does not record how it was given)")
     text = fit.formula if formula is None else update_formula(d.formula, formula)
     kwargs.setdefault("reml", fit.reml)
+    for key, value in (getattr(fit, "_r_args", None) or {}).items():
+        kwargs.setdefault(key, value)
     new = lmer(text, data, **kwargs)
     if getattr(fit, "data_name", None) and getattr(new, "data_name", None) is None:
         new.data_name = fit.data_name

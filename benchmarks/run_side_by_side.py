@@ -95,6 +95,8 @@ class Case:
     formula_for: dict[str, str] = field(default_factory=dict)
     note_for: dict[str, str] = field(default_factory=dict)
     small: bool = False
+    r_cap: float | None = None
+    main: bool = True
 
 
 def _scaled_crossed(n: int) -> dict[str, int]:
@@ -134,8 +136,23 @@ CASES: dict[str, Case] = {c.name: c for c in [
          formula_for={"lme-python": "y ~ 1 + x + (1 | a) + (1 | a:b) + (1 | a:b:c)"},
          note_for={"lme-python": "fitted as `(1|a) + (1|a:b) + (1|a:b:c)`: lme-python "
                                  "0.2.7 rejects `a/b/c` (\"Nested RE column 'b/c' not found\")"}),
+    # crossed vector-valued random effects ("maximal" models: benchmarks/bench_maximal.py)
+    Case("kb07_like", "kb07-like, 56 x 32, 4 x 4 blocks on both factors",
+         "y ~ 1 + x0 + x1 + x2 + (1 + x0 + x1 + x2 | subj) + (1 + x0 + x1 + x2 | item)",
+         ("subj", "item"), "sim:kb07_like", main=False,
+         sm_note="crossed vector-valued terms: not attempted in statsmodels"),
+    Case("mrk17_like", "mrk17-like, 73 x 240, 5 x 5 blocks on both factors",
+         "y ~ 1 + x0 + x1 + x2 + x3 + (1 + x0 + x1 + x2 + x3 | subj)"
+         " + (1 + x0 + x1 + x2 + x3 | item)",
+         ("subj", "item"), "sim:mrk17_like", main=False, r_cap=1200.0,
+         sm_note="crossed vector-valued terms: not attempted in statsmodels"),
+    Case("d3_like", "d3-like, 130k rows, 3,600 x 3,300 x 500, 2 x 2 blocks on each",
+         "y ~ 1 + u + (1 + u | g) + (1 + u | h) + (1 + u | i)",
+         ("g", "h", "i"), "sim:d3_like", main=False, r_cap=3600.0,
+         sm_note="three crossed vector-valued terms: not attempted in statsmodels"),
 ]}
-MAIN_CASES = list(CASES)
+MAIN_CASES = [c for c in CASES if CASES[c].main]
+MAXIMAL_CASES = [c for c in CASES if not CASES[c].main]
 SCALING_ROWS = (10_000, 30_000, 100_000, 300_000)
 for _n in SCALING_ROWS[:-1]:
     CASES[f"crossed_{_n // 1000}k"] = Case(
@@ -251,6 +268,7 @@ def _fitter(tool: str, case: Case, df):
             return lambda: {"objective": f.objective, "nfev": f.n_evaluations,
                     "ngrad": int(o.n_gradients), "optimizer": o.method,
                     "converged": bool(f.converged), "optimizer_seconds": o.elapsed,
+                    "checks_seconds": float(f.timings.get("checks", float("nan"))),
                     "theta": [float(v) for v in f.theta], "n": int(f.blocks.n),
                     "q": int(f.blocks.q), "nnz_factor": int(f._obj.nnz_factor),
                     "messages": list(f.messages)[:3]}
@@ -738,6 +756,7 @@ def summarise(run: dict[str, Any], tool: str = "") -> dict[str, Any]:
         "nfev": last.get("nfev"),
         "ngrad": last.get("ngrad"),
         "optimizer": last.get("optimizer"),
+        "checks_seconds": last.get("checks_seconds"),
         "converged": last.get("converged"),
         "messages": last.get("messages") or [],
         "peak_mb": max((f["peak_kb"] - f["base_kb"]) / 1024.0 for f in mem_fits)
@@ -867,9 +886,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cases:
         wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
-        unknown = set(wanted) - set(MAIN_CASES) - {"scaling", "breakdown", "threads"}
+        unknown = set(wanted) - set(CASES) - {"scaling", "breakdown", "threads"}
         if unknown:
-            ap.error(f"unknown cases {sorted(unknown)}; choose from {MAIN_CASES}")
+            ap.error(f"unknown cases {sorted(unknown)}; choose from {list(CASES)}")
         full = False
     elif args.quick:
         wanted = [c for c in MAIN_CASES if CASES[c].small]
@@ -914,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
             if tool == "lme4":
                 cmd = ["Rscript", str(r_script), str(csv_path), case.formula,
                        ",".join(case.factors), str(repeat), str(args.budget), str(ndev)]
-                cap = args.r_cap
+                cap = max(args.r_cap, case.r_cap or 0.0)
             else:
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", tool,
                        "--case", case.name, "--data", str(py_path), "--repeat",

@@ -217,3 +217,33 @@ def test_maximal_models_at_or_below_lme4(name):
         # an interior optimum: the same estimates
         np.testing.assert_allclose(fit.fixef.to_numpy(), list(ref["fixef"].values()),
                                    rtol=1e-4, atol=1e-6)
+    if ref["reml"] and abs(fit.objective - ref["objective"]) < 1e-5:
+        # the same optimum: lmerTest's standard errors and Satterthwaite df (mixeff's
+        # from forward differences of the analytic gradient for more than 3 theta)
+        ct = fit.coef_table()
+        se = np.array(list(ref["se"].values()))
+        np.testing.assert_allclose(ct["Estimate"], list(ref["fixef"].values()),
+                                   atol=1e-4 * se.min())
+        np.testing.assert_allclose(ct["Std. Error"], se, rtol=1e-3)
+        np.testing.assert_allclose(ct["df"], list(ref["satterthwaite_df"].values()),
+                                   rtol=1e-3)
+
+
+def test_gradient_derivatives_equal_lmertests_richardson_hessian():
+    """30 theta: the Hessian in (theta, sigma) from k + 1 analytic gradients equals
+    numDeriv's Richardson scheme on the deviance (lmerTest's) to ~2e-6."""
+    from mixeff._derivs import ThetaDerivatives
+    from mixeff._satterthwaite import satterthwaite_info
+
+    d = pd.read_csv(REPO / "tests" / "data" / "maximal" / "small4.csv")
+    fit = mixeff.lmer("y ~ 1 + x0 + x1 + x2 + x3 + (1 + x0 + x1 + x2 + x3 | subj)"
+                      " + (1 + x0 + x1 + x2 + x3 | item)", d.astype({"subj": str, "item": str}))
+    assert fit.theta.size == 30
+    fast = satterthwaite_info(fit)
+    assert isinstance(fit.optsum.derivs, ThetaDerivatives)
+    assert fit.optsum.derivs.n_evaluations <= 32      # k + 1 gradients (+ a re-centring)
+    slow = satterthwaite_info(fit, method="richardson")
+    scale = np.max(np.abs(slow.hessian))
+    np.testing.assert_allclose(fast.hessian, slow.hessian, atol=1e-5 * scale)
+    np.testing.assert_allclose(fast.jacobian, slow.jacobian,
+                               atol=1e-5 * np.max(np.abs(slow.jacobian)))

@@ -164,9 +164,24 @@ def gradient_derivatives(objective, theta: np.ndarray,
 
 
 def derivatives(objective, theta: np.ndarray) -> ThetaDerivatives:
-    """The cheaper of :func:`theta_derivatives` (``2 k^2 + 1`` evaluations, for ``k <= 3``
-    theta entries) and :func:`gradient_derivatives` (``k + 1`` gradients, each a few
-    evaluations' worth)."""
-    if np.asarray(theta).size <= 3:
+    """The cheaper of :func:`theta_derivatives` and :func:`gradient_derivatives`.
+
+    Up to three theta entries, the stencil (19 evaluations at most). Beyond, by the
+    objective's measured costs (``seconds_solve``, ``seconds_gradient``: one gradient is
+    taken at ``theta`` to measure them when the fit took none): ``2 k^2 + 1`` evaluations
+    against ``k + 1`` evaluations with gradients. The gradient usually costs a few
+    evaluations (a selected inverse of the factor), but on a large sparse factor
+    (CHOLMOD's Takahashi recurrences) it can cost a hundred.
+    """
+    theta = np.asarray(theta, dtype=float)
+    k = theta.size
+    if k <= 3:
+        return theta_derivatives(objective, theta)
+    ts, tg = getattr(objective, "seconds_solve", None), getattr(objective, "seconds_gradient",
+                                                               None)
+    if ts is None or tg is None:
+        objective.piece_gradients(theta)
+        ts, tg = objective.seconds_solve, objective.seconds_gradient
+    if ts is not None and tg is not None and (2 * k * k + 1) * ts < (k + 1) * (ts + tg):
         return theta_derivatives(objective, theta)
     return gradient_derivatives(objective, theta)

@@ -3,8 +3,8 @@
 #   Rscript tests/references/make_maximal_references.R
 # Writes tests/references/lme4/maximal.json: per model the REML criterion or ML deviance,
 # theta, fixed effects, sigma, lme4's singular verdict, the optimiser's evaluations and
-# messages, with the versions used.
-suppressMessages({library(lme4); library(jsonlite)})
+# messages, lmerTest's standard errors and Satterthwaite df, with the versions used.
+suppressMessages({library(lme4); library(lmerTest); library(jsonlite)})
 dd <- "tests/data/maximal"
 rd <- function(name) {
   d <- read.csv(file.path(dd, paste0(name, ".csv")))
@@ -36,8 +36,8 @@ for (cs in cases) {
   if (!is.null(cs$const_w)) d$w <- rep(cs$const_w, nrow(d))
   wt <- if (!is.null(cs$weights) || !is.null(cs$const_w)) d$w else NULL
   t0 <- proc.time()[["elapsed"]]
-  m <- if (is.null(wt)) lmer(cs$formula, d, REML = cs$REML) else
-    lmer(cs$formula, d, REML = cs$REML, weights = wt)
+  m <- if (is.null(wt)) lmerTest::lmer(cs$formula, d, REML = cs$REML) else
+    lmerTest::lmer(cs$formula, d, REML = cs$REML, weights = wt)
   el <- proc.time()[["elapsed"]] - t0
   crit <- if (cs$REML) REMLcrit(m) else deviance(m)
   out[[cs$name]] <- list(
@@ -46,10 +46,13 @@ for (cs in cases) {
       if (!is.null(cs$weights)) cs$weights else NULL,
     objective = crit, theta = unname(getME(m, "theta")), fixef = as.list(fixef(m)),
     sigma = sigma(m), singular = isSingular(m), feval = m@optinfo$feval,
-    messages = unlist(m@optinfo$conv$lme4$messages), seconds = el)
+    messages = unlist(m@optinfo$conv$lme4$messages), seconds = el,
+    satterthwaite_df = as.list(summary(m)$coefficients[, "df"]),
+    se = as.list(summary(m)$coefficients[, "Std. Error"]))
   cat(sprintf("%-16s %.10f  feval %d  %.1f s\n", cs$name, crit, m@optinfo$feval, el))
 }
 out$versions <- list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
+                     lmerTest = as.character(packageVersion("lmerTest")),
                      Matrix = as.character(packageVersion("Matrix")))
 write_json(out, "tests/references/lme4/maximal.json", digits = NA, auto_unbox = TRUE,
            pretty = TRUE, null = "null")

@@ -1,0 +1,106 @@
+"""Crossed vector-valued random effects ("maximal" models), side by side with lme4.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/bench_maximal.py            # kb07-, mrk17- and d3-like
+    .venv/bin/python benchmarks/bench_maximal.py --cases kb07_like,mrk17_like
+
+Runs ``run_side_by_side.py`` on the cases of the class (``MAXIMAL_CASES``: seeded
+simulators in ``simulate.py``), every tool in a fresh process, one BLAS thread each, in
+the same run, and writes the section ``bench_maximal`` of ``benchmarks/RESULTS.md``: fit
+seconds (mixeff's include its convergence checks, lme4's its derivative stencil), the
+ratio lme4 / mixeff, the optima, evaluations and the share of mixeff's fit spent in the
+checks; with MixedModels.jl's published figures for the real data sets quoted beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from results_md import put_section  # noqa: E402
+from run_side_by_side import CASES, MAXIMAL_CASES  # noqa: E402
+
+#: MixedModels.jl's published figures for the real data sets (filled from their sources).
+PUBLISHED: list[tuple[str, str, str]] = []
+
+
+def _s(x) -> str:
+    if x is None:
+        return "—"
+    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s" if x < 100 else f"{x:.0f} s"
+
+
+def render(res: dict) -> str:
+    """The RESULTS.md section from ``run_side_by_side``'s results.json."""
+    m = res["machine"]
+    lines = [
+        "## Crossed vector-valued random effects (maximal models)",
+        "",
+        f"`benchmarks/bench_maximal.py`, run {res['started']} on {m['cpu']} "
+        f"({m['cores']} cores), one BLAS thread for every tool, one fit at a time, same "
+        "run. mixeff's time includes its convergence checks (derivatives from the analytic "
+        "gradient), lme4's its own post-fit derivative stencil (`calc.derivs`).",
+        "",
+        "| case | rows | theta | mixeff | lme4 | lme4/mixeff | objective lme4 − mixeff "
+        "| evaluations mixeff / lme4 | mixeff checks share |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in res["cases"].items():
+        mx = c["tools"].get("mixeff", {})
+        r = c["tools"].get("lme4", {})
+        t_m = mx.get("median") if mx.get("status") == "ok" else None
+        t_r = r.get("median") if r.get("status") in ("ok", "partial") else None
+        ratio = f"{t_r / t_m:.1f}x" if t_m and t_r else (r.get("error") or "—")
+        diff = (f"{r['objective'] - mx['objective']:+.2e}"
+                if mx.get("objective") is not None and r.get("objective") is not None else "—")
+        share = (f"{mx['checks_seconds'] / t_m:.0%}" if t_m and mx.get("checks_seconds")
+                 else "—")
+        ntheta = len(mx.get("theta") or [])
+        lines.append(f"| {CASES[name].label} | {c['rows']:,} | {ntheta} | {_s(t_m)} | "
+                     f"{_s(t_r) if t_r else r.get('error', '—')} | {ratio} | {diff} | "
+                     f"{mx.get('nfev', '—')} / {r.get('nfev', '—')} | {share} |")
+    peers = [(n, t, c["tools"][t]) for n, c in res["cases"].items()
+             for t in ("mixedlm", "lme-python") if t in c["tools"]]
+    if peers:
+        lines += ["", "Python peers on the same data: " + "; ".join(
+            f"{t} on {n}: {_s(v.get('median')) if v.get('status') == 'ok' else v.get('error')}"
+            for n, t, v in peers) + "."]
+    if PUBLISHED:
+        lines += ["", "MixedModels.jl's published figures on the real data sets (other "
+                  "hardware; quoted, not measured here):", ""]
+        lines += [f"- {a}: {b} ({src})" for a, b, src in PUBLISHED]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default=",".join(MAXIMAL_CASES))
+    ap.add_argument("--tools", default="mixeff,lme4,mixedlm,lme-python")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--out-dir", default=str(HERE / "partial" / "maximal"))
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = ap.parse_args(argv)
+    out = Path(args.out_dir)
+    cmd = [sys.executable, str(HERE / "run_side_by_side.py"), "--cases", args.cases,
+           "--tools", args.tools, "--repeat", str(args.repeat), "--out-dir", str(out)]
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True)
+    res = json.loads((out / "results.json").read_text())
+    text = render(res)
+    print(text)
+    print(f"[{time.monotonic() - t0:.0f} s]")
+    if not args.no_write:
+        put_section(HERE / "RESULTS.md", "bench_maximal", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

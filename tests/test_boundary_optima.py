@@ -137,6 +137,7 @@ def test_maximal_models_reach_a_careful_optimum(kind, slopes, reml, wkind):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = mixeff.lmer(formula, d, reml=reml, weights=w)
+    assert fit.converged, fit.messages
     ref = _careful_minimum(fit)
     assert fit.objective <= ref + 1e-6, (fit.objective, ref, fit.theta)
 

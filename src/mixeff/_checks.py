@@ -84,10 +84,11 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     negative ones, ones near zero, a very large one or a large ratio between the largest
     and the smallest (both "nearly unidentifiable: rescale variables?").
 
-    As lme4 (``is.singular`` in ``checkConv``), a singular fit is not checked further (but
-    for a very large eigenvalue: badly scaled covariates): the optimiser's restarts from
-    the interior (:func:`mixeff._optimizer.minimize_theta`) see that it is not a point
-    short of the optimum. The derivatives are still taken (Newton step, Satterthwaite).
+    As lme4 (``is.singular`` in ``checkConv``), a singular fit is not checked further and
+    no derivatives are taken (Satterthwaite takes them when asked); the optimiser's
+    restarts from the interior (:func:`mixeff._optimizer.minimize_theta`) see that it is
+    not a point short of the optimum. Only a singular fit whose theta was optimised on the
+    scale of badly scaled covariates gets lme4's "very large eigenvalue" advice.
     """
     msgs: list[str] = []
     if not optsum.success:
@@ -101,6 +102,12 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     if not np.any(free):
         return msgs
     b = objective.blocks
+    if b.re.is_singular(theta) and optsum.scale is None:
+        # As lme4's checkConv: a singular fit gets the "boundary (singular) fit" message
+        # (fit.messages) and no gradient or Hessian checks (next to a rank-deficient
+        # covariance matrix the free parameters are often nearly degenerate at a genuine
+        # optimum), so no derivatives are taken here; Satterthwaite takes them when asked.
+        return msgs
     if optsum.n_gradients > 0 and theta.size <= 3:
         # a few theta of a gradient fit: differences of the (fast path's) gradient
         g = objective.gradient(theta)
@@ -126,12 +133,9 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
         return msgs + ["Gradient or Hessian of the objective contains NaN or infinite values"]
     if b.re.is_singular(theta):
-        # As lme4's checkConv, a singular fit gets the "boundary (singular) fit" message
-        # (fit.messages) and no gradient or Hessian checks: next to a rank-deficient
-        # covariance matrix the free parameters are often nearly degenerate (small or
-        # widely spread eigenvalues) at a genuine optimum. A very large eigenvalue is
-        # still reported: it comes from covariates on a large scale (a random slope of
-        # Days * 1e8), whose theta also reads as singular.
+        # a singular fit on badly scaled covariates (theta optimised on their scale):
+        # no checks either but lme4's advice for a very large eigenvalue, which comes
+        # from the scale (a random slope of Days * 1e8, whose theta reads as singular)
         if np.linalg.eigvalsh(H)[-1] * tol_hess > 1:
             msgs.append("Model is nearly unidentifiable: very large eigenvalue\n"
                         " - Rescale variables?")

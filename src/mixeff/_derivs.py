@@ -163,25 +163,32 @@ def gradient_derivatives(objective, theta: np.ndarray,
     return ThetaDerivatives(theta.copy(), h, v0, g0, hess, C0, dC, k + 1)
 
 
+GRADIENT_COST = 3.0
+"""A gradient's cost in evaluations on the Schur, small and one-term paths (measured: a
+selected inverse costs one to two factorisations)."""
+TAKAHASHI_COST = 100.0
+"""The same on CHOLMOD's factor with more than :data:`LARGE_FACTOR` entries, where the
+Takahashi recurrences run far slower than the supernodal factorisation (measured: 110
+on a 31-million-entry factor)."""
+LARGE_FACTOR = 2_000_000
+
+
 def derivatives(objective, theta: np.ndarray) -> ThetaDerivatives:
     """The cheaper of :func:`theta_derivatives` and :func:`gradient_derivatives`.
 
-    Up to three theta entries, the stencil (19 evaluations at most). Beyond, by the
-    objective's measured costs (``seconds_solve``, ``seconds_gradient``: one gradient is
-    taken at ``theta`` to measure them when the fit took none): ``2 k^2 + 1`` evaluations
-    against ``k + 1`` evaluations with gradients. The gradient usually costs a few
-    evaluations (a selected inverse of the factor), but on a large sparse factor
-    (CHOLMOD's Takahashi recurrences) it can cost a hundred.
+    Up to three theta entries the stencil (at most 19 evaluations, and the numbers the
+    lmerTest references were matched with); beyond, ``2 k^2 + 1`` evaluations against
+    ``k + 1`` evaluations with gradients, a gradient
+    costing :data:`GRADIENT_COST` evaluations, or :data:`TAKAHASHI_COST` on a large
+    CHOLMOD factor. The choice depends on the model only (not on measured times), so that
+    a fit gives the same numbers however busy the machine is.
     """
     theta = np.asarray(theta, dtype=float)
     k = theta.size
-    if k <= 3:
-        return theta_derivatives(objective, theta)
-    ts, tg = getattr(objective, "seconds_solve", None), getattr(objective, "seconds_gradient",
-                                                               None)
-    if ts is None or tg is None:
-        objective.piece_gradients(theta)
-        ts, tg = objective.seconds_solve, objective.seconds_gradient
-    if ts is not None and tg is not None and (2 * k * k + 1) * ts < (k + 1) * (ts + tg):
+    cost = GRADIENT_COST
+    if getattr(objective, "factorization", None) == "cholmod" and \
+            getattr(objective, "nnz_factor", 0) > LARGE_FACTOR:
+        cost = TAKAHASHI_COST
+    if k <= 3 or 2 * k * k + 1 <= (k + 1) * (1.0 + cost):
         return theta_derivatives(objective, theta)
     return gradient_derivatives(objective, theta)

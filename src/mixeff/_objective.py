@@ -17,7 +17,6 @@ it is read from the selected inverse of the factor (Takahashi recurrences).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -155,10 +154,6 @@ class LmmObjective:
         elif factorization == "auto" and b.q <= SMALL_DENSE_Q:
             self._fast = _SmallDense(b, self._ZtXY)
         self._fast_last = None
-        #: seconds of the last general-path evaluation and of the gradient beyond it
-        #: (None until measured): how :func:`mixeff._derivs.derivatives` chooses
-        self.seconds_solve: float | None = None
-        self.seconds_gradient: float | None = None
 
     def _set_perm(self) -> None:
         self.perm = np.asarray(self._chol.perm, dtype=np.int64)
@@ -234,7 +229,6 @@ class LmmObjective:
         if last is not None and last.theta.shape == theta.shape and \
                 np.array_equal(last.theta, theta):
             return last
-        t0 = time.perf_counter()
         b = self.blocks
         p = b.p
         tmpl = b.re.templates(theta)
@@ -252,7 +246,6 @@ class LmmObjective:
         s = Solution(theta.copy(), obj, ldL2, ldRX2, r2, self._beta0 + dbeta, RX, RZX,
                      cu, tmpl, dbeta)
         self._last = s
-        self.seconds_solve = time.perf_counter() - t0
         return s
 
     def _profile(self, ldL2: float, S: np.ndarray, Sy: np.ndarray, r2u: float):
@@ -373,7 +366,6 @@ class LmmObjective:
         """Gradients of ``log|L|^2``, ``log|R_X|^2`` (zeros unless ``with_rx`` and p > 0)
         and ``r^2`` at ``theta``, and the solution there (docs/maths.md)."""
         sol = self.solve(theta)
-        t0 = time.perf_counter()
         self.n_gradients += 1
         b = self.blocks
         p = b.p
@@ -421,7 +413,6 @@ class LmmObjective:
                 H[t, :k, :k] = (Ut.transpose(1, 0, 2).reshape(k, -1)
                                 @ Kk.transpose(1, 0, 2).reshape(k, -1).T)
         ti, ri, ci = b.re.theta_term, b.re.theta_row, b.re.theta_col
-        self.seconds_gradient = time.perf_counter() - t0
         return 2.0 * G[ti, ci, ri], -2.0 * H[ti, ci, ri], dr2[ti, ri, ci], sol
 
 

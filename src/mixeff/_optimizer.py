@@ -39,7 +39,10 @@ class OptSummary:
         Convergence-check warnings (empty when all checks pass).
     derivs
         :class:`~mixeff._derivs.ThetaDerivatives` at the optimum when the checks
-        computed them (derivative-free fits), else None.
+        computed them, else None (Satterthwaite computes them when asked).
+    scale
+        The factors theta was optimised on (:func:`theta_scale`: covariates on a large
+        or small scale), or None.
     """
 
     method: str
@@ -55,6 +58,7 @@ class OptSummary:
     elapsed: float = 0.0
     messages: list[str] = field(default_factory=list)
     derivs: object = None
+    scale: np.ndarray | None = None
 
     def __str__(self) -> str:
         lines = [
@@ -358,7 +362,8 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
     -------
     OptSummary
     """
-    rec = OptSummary(method=method, theta0=np.array(theta0, float), lower=np.array(lower, float))
+    rec = OptSummary(method=method, theta0=np.array(theta0, float), lower=np.array(lower, float),
+                     scale=None if scale is None else np.asarray(scale, dtype=float))
     lower = np.asarray(lower, dtype=float)
     e0, g0 = objective.n_evaluations, objective.n_gradients
     target = objective

@@ -9,6 +9,7 @@ objective (:mod:`._objective`) -> optimiser (:mod:`._optimizer`) -> fit (:mod:`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -74,6 +75,7 @@ def lmer(
     verbose: bool = False,
     blas_threads: int | None = 1,
     data_name: str | None = None,
+    memory_limit: int | str | None = None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model, as R's ``lme4::lmer``.
 
@@ -120,6 +122,13 @@ def lmer(
         Name of the data shown by the summary (lme4's ``Data: sleepstudy`` line, the
         name R takes from the call) and in ``mixeff.anova``'s heading; kept as
         ``fit.data_name``. None (default): no such line.
+    memory_limit
+        Bytes the factorisation may use (a number, or a text such as ``"8GB"``); None
+        (default): the memory available to the process (``MemAvailable``, the cgroup's
+        limit, ``RLIMIT_AS``/``RLIMIT_DATA``). The memory each factorisation path needs is
+        estimated before it is allocated (the dense Schur complement from its size,
+        CHOLMOD's factor from its symbolic analysis); a path that does not fit is not
+        taken, and when none fits a :class:`~mixeff.DataError` says how much is needed.
 
     Returns
     -------
@@ -167,7 +176,8 @@ def lmer(
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)
     t_design = time.perf_counter() - t0
     fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose,
-                     blas_threads=blas_threads, data_name=data_name)
+                     blas_threads=blas_threads, data_name=data_name,
+                     memory_limit=memory_limit)
     fit.timings = {"design": t_design, **fit.timings}
     fit.data = data
     _warn_convergence(fit)
@@ -253,6 +263,27 @@ class _SharedBlasLimit:
         return False
 
 
+def _reset_blas_limit_in_child() -> None:
+    """After ``fork()``: no fit runs in the child, whatever the parent's threads did.
+
+    A fork while another thread of the parent was inside a fit would leave the child with
+    a count of running fits that never ends (its BLAS counts limited for good) and
+    possibly a held lock; the child starts afresh, with the parent's original counts.
+    """
+    cls = _SharedBlasLimit
+    cls._lock = threading.Lock()
+    limiter, cls._limiter = cls._limiter, None
+    if cls._users and limiter is not None:
+        try:
+            limiter.restore_original_limits()
+        except Exception:  # pragma: no cover - best effort in a fresh child
+            pass
+    cls._users = 0
+
+
+os.register_at_fork(after_in_child=_reset_blas_limit_in_child)
+
+
 def _blas_limit(threads: int | None):
     """Context manager limiting the BLAS threads during a fit (a no-op for ``None``).
 
@@ -267,10 +298,12 @@ def _blas_limit(threads: int | None):
 
 def fit_design(design, reml: bool = True, optimizer: str = "auto",
                factorization: str = "auto", verbose: bool = False,
-               blas_threads: int | None = 1, data_name: str | None = None) -> LmerFit:
+               blas_threads: int | None = 1, data_name: str | None = None,
+               memory_limit: int | str | None = None) -> LmerFit:
     """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6).
 
-    ``data_name`` is the name of the data for the summary (see :func:`lmer`).
+    ``data_name`` is the name of the data for the summary and ``memory_limit`` the
+    factorisation's memory budget (see :func:`lmer`).
     The seconds spent in each stage are kept in ``fit.timings``. Fits may run
     concurrently from several threads; ``blas_threads`` is process-wide (see
     :class:`_SharedBlasLimit`): while fits run, the BLAS libraries use the thread count
@@ -278,14 +311,15 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto",
     """
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
     factorization = _check_choice("factorization", factorization, FACTORIZATIONS)
+    from ._memory import parse_memory_limit
+
+    memory_limit = parse_memory_limit(memory_limit)
     if not design.terms:
         raise _no_random_terms(design.formula.text)
-    import os
-
     threads = blas_threads if blas_threads is not None else (os.cpu_count() or 1)
     with _blas_limit(blas_threads):
         return _fit_design(design, reml, optimizer, factorization, verbose, data_name,
-                           threads)
+                           threads, memory_limit)
 
 
 def _breakdown(design, method: str, err: Exception) -> DataError:
@@ -304,7 +338,7 @@ def _breakdown(design, method: str, err: Exception) -> DataError:
 
 
 def _fit_design(design, reml, optimizer, factorization, verbose,
-                data_name=None, threads=1) -> LmerFit:
+                data_name=None, threads=1, memory_limit=None) -> LmerFit:
     import time
 
     from ._blocks import build_blocks
@@ -332,7 +366,8 @@ def _fit_design(design, reml, optimizer, factorization, verbose,
         design.weights,
     )
     t1 = time.perf_counter()
-    obj = LmmObjective(blocks, reml=reml, factorization=factorization, threads=threads)
+    obj = LmmObjective(blocks, reml=reml, factorization=factorization, threads=threads,
+                       memory_limit=memory_limit)
     t2 = time.perf_counter()
     method = choose_optimizer(obj) if optimizer == "auto" else optimizer
     try:

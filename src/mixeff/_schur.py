@@ -23,6 +23,8 @@ import scipy.sparse as sp
 from numba import njit, prange
 from scipy.linalg import lapack
 
+from ._forksafe import numba_parallel_ok
+
 __all__ = ["DenseSchurCholesky", "schur_density"]
 
 
@@ -392,7 +394,8 @@ class DenseSchurCholesky:
 
     def factorize_values(self, data: np.ndarray) -> None:
         """Factor ``M`` given the values of its lower triangle in the analysed pattern."""
-        par = self.threads > 1 and self.q2 > 0
+        # (Numba's OpenMP layer terminates a forked child on its next parallel kernel)
+        par = self.threads > 1 and self.q2 > 0 and numba_parallel_ok()
         ok = _eliminate_first_term(self.indptr, self.indices, data, self.q1, self.k1,
                                    self._Ld, self._E, self._S, not par)
         if not ok:

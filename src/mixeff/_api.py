@@ -40,6 +40,16 @@ def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
     raise DataError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
 
 
+def _check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False (numpy's bools included), else a DataError.
+
+    A string such as ``"no"`` is truthy: taken as a bool it would fit the opposite model.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise DataError(f"{name} must be True or False, not {value!r}")
+
+
 def _no_random_terms(formula: str) -> FormulaError:
     """lme4's error for an ``lmer`` formula without a random-effects term."""
     err = FormulaError(f"No random effects terms specified in formula {formula!r} (a model "
@@ -90,7 +100,8 @@ def lmer(
         DataFrame, or a path or glob of Parquet files, is fitted partition by partition
         on the active Dask scheduler (``pip install "mixeff[dask]"``).
     reml
-        REML (default) or maximum likelihood.
+        REML (True, default) or maximum likelihood (False); other values (e.g. the
+        string ``"no"``) raise a :class:`~mixeff.DataError`.
     weights
         Prior weights: a column name or an array with one value per row of ``data``.
     offset
@@ -158,6 +169,7 @@ def lmer(
     from ._formula import parse_formula
 
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    reml = _check_bool("reml", reml)
     pf = parse_formula(formula) if isinstance(formula, str) else formula
     if not getattr(pf, "random", True):
         raise _no_random_terms(pf.text)
@@ -311,6 +323,7 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto",
     """
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
     factorization = _check_choice("factorization", factorization, FACTORIZATIONS)
+    reml = _check_bool("reml", reml)
     from ._memory import parse_memory_limit
 
     memory_limit = parse_memory_limit(memory_limit)

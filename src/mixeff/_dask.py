@@ -64,6 +64,9 @@ _SAMPLE_ROWS = 2000   # rows kept by the level pass: prototype, and beta0 of the
 # --------------------------------------------------------------------------------------
 
 
+_PARQUET_EXT = (".parquet", ".pq", ".parq")
+
+
 def is_dask_input(data: Any) -> bool:
     """True for a Dask DataFrame or a path/glob of Parquet files (Dask not imported)."""
     mod = type(data).__module__ or ""
@@ -87,8 +90,39 @@ def _as_dask(data: Any):
                           '"mixeff[dask]"') from err
 
     if isinstance(data, (str, os.PathLike)):
-        return dd.read_parquet(os.fspath(data))
+        path = _parquet_paths(os.fspath(data))
+        try:
+            return dd.read_parquet(path)
+        except (OSError, ValueError) as err:   # Arrow's errors are OSError / ValueError
+            msg = str(err).strip().splitlines()
+            raise DataError(f"cannot read the Parquet data {os.fspath(data)!r}: "
+                            f"{type(err).__name__}: {msg[-1] if msg else ''}") from err
     return data
+
+
+def _parquet_paths(s: str) -> str | list[str]:
+    """The Parquet file(s) of a path, directory or glob, or a DataError saying why not."""
+    def not_parquet(files: list[str]) -> DataError:
+        ext = sorted({os.path.splitext(f)[1] or "(no extension)" for f in files})
+        return DataError(
+            f"data {s!r} matches files that are not Parquet ({', '.join(ext)}, e.g. "
+            f"{files[0]!r}): mixeff reads Parquet files from a path, directory or glob; "
+            "read other formats first (pandas.read_csv, dask.dataframe.read_csv) and pass "
+            "the DataFrame")
+
+    if _glob.has_magic(s):
+        files = sorted(f for f in _glob.glob(s, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise DataError(f"no files match the data glob {s!r}")
+        other = [f for f in files if not f.lower().endswith(_PARQUET_EXT)]
+        if other:
+            raise not_parquet(other)
+        return files
+    if not os.path.exists(s):
+        raise DataError(f"data path {s!r} does not exist")
+    if os.path.isfile(s) and not s.lower().endswith(_PARQUET_EXT):
+        raise not_parquet([s])
+    return s
 
 
 # --------------------------------------------------------------------------------------

@@ -69,9 +69,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
 
 from ._forksafe import call_openmp
+from ._jit import njit
 
 __all__ = [
     "NotPositiveDefinite",

@@ -659,7 +659,16 @@ def _tree_reduce(ddf, chunk, combine, plan: _Plan, split_every: int):
     while len(level) > 1:
         level = [dask.delayed(combine)(*level[i:i + split_every])
                  for i in range(0, len(level), split_every)]
-    (out,) = dask.compute(level[0])
+    try:
+        (out,) = dask.compute(level[0])
+    except Exception as err:
+        # distributed reruns the tasks of a worker that dies; a task whose workers keep
+        # dying (allowed-failures) ends in KilledWorker: no partial sums are ever used
+        if type(err).__name__ == "KilledWorker":
+            raise DataError(f"the Dask workers computing the partitions died repeatedly "
+                            f"({err}); nothing was fitted. Check the workers' memory "
+                            "(fewer rows per partition) and logs, then fit again") from err
+        raise
     return out
 
 
@@ -713,6 +722,9 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     n_rows, n_na, n_zero = (int(v) for v in lv["counts"])
     if n_rows == 0:
         raise DataError("data are empty (0 rows)")
+    if n_zero == n_rows:
+        raise DataError(f"no rows left: all {n_rows} weights are zero (rows with zero "
+                        "weight carry no information and are dropped)")
     if n_rows - n_na - n_zero == 0:
         raise DataError(f"no rows left: all {n_rows} rows have a missing value in a used "
                         f"column ({', '.join(map(repr, plan.used))})")

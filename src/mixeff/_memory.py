@@ -24,9 +24,9 @@ import os
 import re
 
 import numpy as np
-from numba import njit
 
 from ._errors import DataError
+from ._jit import njit
 
 __all__ = ["available_memory", "factor_entries", "format_bytes", "parse_memory_limit",
            "fits", "schur_bytes", "cholmod_bytes", "memory_error"]

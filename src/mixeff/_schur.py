@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from numba import prange
 from scipy.linalg import lapack
 
 from ._forksafe import numba_parallel_ok
+from ._jit import njit
 
 __all__ = ["DenseSchurCholesky", "schur_density"]
 

@@ -178,7 +178,8 @@ def lmer(
 
         fit = lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
-                        verbose=verbose, blas_threads=blas_threads)
+                        verbose=verbose, blas_threads=blas_threads,
+                        memory_limit=memory_limit)
         if data_name is not None:
             fit.data_name = data_name
         _warn_convergence(fit)

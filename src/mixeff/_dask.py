@@ -681,7 +681,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
               optimizer: str = "auto", check_nlev: str = "stop",
               check_nobs_vs_nre: str = "stop", verbose: bool = False,
               blas_threads: int | None = 1, split_every: int = _SPLIT_EVERY,
-              extra_used: tuple[str, ...] = ()):
+              extra_used: tuple[str, ...] = (), memory_limit=None):
     """Fit a linear mixed model to a Dask DataFrame (or Parquet files), as :func:`lmer`.
 
     The rows are evaluated and summed on the Dask workers of the active scheduler; only
@@ -816,7 +816,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
                     fixed_spec=plan.fixed_spec)
     t3 = time.perf_counter()
     with _blas_limit(blas_threads):
-        obj = LmmObjective(blocks, reml=reml)
+        obj = LmmObjective(blocks, reml=reml, memory_limit=memory_limit)
         t4 = time.perf_counter()
         method = choose_optimizer(obj) if optimizer == "auto" else optimizer
         try:

@@ -121,7 +121,7 @@ class LmmObjective:
 
     def __init__(self, blocks: Blocks, reml: bool = True, supernodal: str = "auto",
                  factorization: str = "auto", threads: int = 1,
-                 memory_limit: int | None = None):
+                 memory_limit: int | str | None = None):
         self.blocks = blocks
         self.reml = bool(reml)
         self.n_evaluations = 0
@@ -142,7 +142,9 @@ class LmmObjective:
         pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr), shape=(b.q, b.q))
         self.requested_factorization = factorization
         self._supernodal = supernodal
-        self.memory_limit = memory_limit
+        from ._memory import parse_memory_limit
+
+        self.memory_limit = parse_memory_limit(memory_limit)
         self.factorization = self._choose_factorization(factorization)
         self._chol = self._new_factor(pattern, threads)
         self._set_perm()

@@ -9,6 +9,7 @@ objective (:mod:`._objective`) -> optimiser (:mod:`._optimizer`) -> fit (:mod:`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,16 @@ def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
             if value.lower() == c.lower():
                 return c
     raise DataError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def _check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False (numpy's bools included), else a DataError.
+
+    A string such as ``"no"`` is truthy: taken as a bool it would fit the opposite model.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise DataError(f"{name} must be True or False, not {value!r}")
 
 
 def _no_random_terms(formula: str) -> FormulaError:
@@ -78,6 +89,7 @@ def lmer(
     subset: Any = None,
     na_action: str = "omit",
     names: str | None = None,
+    memory_limit: int | str | None = None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model, as R's ``lme4::lmer``.
 
@@ -92,7 +104,8 @@ def lmer(
         DataFrame, or a path or glob of Parquet files, is fitted partition by partition
         on the active Dask scheduler (``pip install "mixeff[dask]"``).
     reml
-        REML (default) or maximum likelihood.
+        REML (True, default) or maximum likelihood (False); other values (e.g. the
+        string ``"no"``) raise a :class:`~mixeff.DataError`.
     weights
         Prior weights: a column name or an array with one value per row of ``data``.
     offset
@@ -147,6 +160,13 @@ def lmer(
         coefficients in ``fixef``, ``vcov()``, ``coef_table()`` and ``anova()`` as R
         does (``temp15``, ``recipe1``, ``temperature.L``, ``week:temp15``,
         ``poly(Days, 2)1``; terms ``temp``, ``week:temp``).
+    memory_limit
+        Bytes the factorisation may use (a number, or a text such as ``"8GB"``); None
+        (default): the memory available to the process (``MemAvailable``, the cgroup's
+        limit, ``RLIMIT_AS``/``RLIMIT_DATA``). The memory each factorisation path needs is
+        estimated before it is allocated (the dense Schur complement from its size,
+        CHOLMOD's factor from its symbolic analysis); a path that does not fit is not
+        taken, and when none fits a :class:`~mixeff.DataError` says how much is needed.
 
     Returns
     -------
@@ -176,6 +196,7 @@ def lmer(
     from ._formula import parse_formula
 
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    reml = _check_bool("reml", reml)
     pf = parse_formula(formula) if isinstance(formula, str) else formula
     if not getattr(pf, "random", True):
         raise _no_random_terms(pf.text)
@@ -206,7 +227,8 @@ def lmer(
 
         fit = lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
-                        verbose=verbose, blas_threads=blas_threads)
+                        verbose=verbose, blas_threads=blas_threads,
+                        memory_limit=memory_limit)
         if data_name is not None:
             fit.data_name = data_name
         _warn_convergence(fit)
@@ -217,7 +239,8 @@ def lmer(
                           contrasts=contrasts, subset=subset, na_action=na_action)
     t_design = time.perf_counter() - t0
     fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose,
-                     blas_threads=blas_threads, data_name=data_name)
+                     blas_threads=blas_threads, data_name=data_name,
+                     memory_limit=memory_limit)
     fit.timings = {"design": t_design, **fit.timings}
     fit.data = data
     fit.names = names
@@ -307,6 +330,27 @@ class _SharedBlasLimit:
         return False
 
 
+def _reset_blas_limit_in_child() -> None:
+    """After ``fork()``: no fit runs in the child, whatever the parent's threads did.
+
+    A fork while another thread of the parent was inside a fit would leave the child with
+    a count of running fits that never ends (its BLAS counts limited for good) and
+    possibly a held lock; the child starts afresh, with the parent's original counts.
+    """
+    cls = _SharedBlasLimit
+    cls._lock = threading.Lock()
+    limiter, cls._limiter = cls._limiter, None
+    if cls._users and limiter is not None:
+        try:
+            limiter.restore_original_limits()
+        except Exception:  # pragma: no cover - best effort in a fresh child
+            pass
+    cls._users = 0
+
+
+os.register_at_fork(after_in_child=_reset_blas_limit_in_child)
+
+
 def _blas_limit(threads: int | None):
     """Context manager limiting the BLAS threads during a fit (a no-op for ``None``).
 
@@ -321,10 +365,12 @@ def _blas_limit(threads: int | None):
 
 def fit_design(design, reml: bool = True, optimizer: str = "auto",
                factorization: str = "auto", verbose: bool = False,
-               blas_threads: int | None = 1, data_name: str | None = None) -> LmerFit:
+               blas_threads: int | None = 1, data_name: str | None = None,
+               memory_limit: int | str | None = None) -> LmerFit:
     """Fit a model from a built :class:`~mixeff._design.Design` (stages 3-6).
 
-    ``data_name`` is the name of the data for the summary (see :func:`lmer`).
+    ``data_name`` is the name of the data for the summary and ``memory_limit`` the
+    factorisation's memory budget (see :func:`lmer`).
     The seconds spent in each stage are kept in ``fit.timings``. Fits may run
     concurrently from several threads; ``blas_threads`` is process-wide (see
     :class:`_SharedBlasLimit`): while fits run, the BLAS libraries use the thread count
@@ -332,14 +378,16 @@ def fit_design(design, reml: bool = True, optimizer: str = "auto",
     """
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
     factorization = _check_choice("factorization", factorization, FACTORIZATIONS)
+    reml = _check_bool("reml", reml)
+    from ._memory import parse_memory_limit
+
+    memory_limit = parse_memory_limit(memory_limit)
     if not design.terms:
         raise _no_random_terms(design.formula.text)
-    import os
-
     threads = blas_threads if blas_threads is not None else (os.cpu_count() or 1)
     with _blas_limit(blas_threads):
         return _fit_design(design, reml, optimizer, factorization, verbose, data_name,
-                           threads)
+                           threads, memory_limit)
 
 
 def _breakdown(design, method: str, err: Exception) -> DataError:
@@ -358,7 +406,7 @@ def _breakdown(design, method: str, err: Exception) -> DataError:
 
 
 def _fit_design(design, reml, optimizer, factorization, verbose,
-                data_name=None, threads=1) -> LmerFit:
+                data_name=None, threads=1, memory_limit=None) -> LmerFit:
     import time
 
     from ._blocks import build_blocks
@@ -386,7 +434,8 @@ def _fit_design(design, reml, optimizer, factorization, verbose,
         design.weights,
     )
     t1 = time.perf_counter()
-    obj = LmmObjective(blocks, reml=reml, factorization=factorization, threads=threads)
+    obj = LmmObjective(blocks, reml=reml, factorization=factorization, threads=threads,
+                       memory_limit=memory_limit)
     t2 = time.perf_counter()
     method = choose_optimizer(obj) if optimizer == "auto" else optimizer
     try:

@@ -141,8 +141,7 @@ def build_blocks(
     XY = np.empty((n, p + 2))
     XY[:, :p] = X
     XY[:, p] = y
-    beta0 = _least_squares(X, y, w) if p else np.zeros(0)
-    XY[:, p + 1] = y - X @ beta0 if p else y
+    beta0, XY[:, p + 1] = _response_shift(X, y, w)
 
     # Blocks of A: diagonal (same term, same level), then each observed pair of levels
     # of each pair of terms; their pattern is laid out by assemble_blocks.
@@ -166,6 +165,37 @@ def build_blocks(
     blocks.shift = ResponseShift(beta0=beta0, Zty=np.ascontiguousarray(ZtXY[:, p + 1]),
                                  Xty=XYtXY[:p, p + 1].copy(), yty=float(XYtXY[p + 1, p + 1]))
     return blocks
+
+
+def _response_shift(X: np.ndarray, y: np.ndarray, w: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``beta0`` (the least-squares fit of ``y`` on ``X``) and ``y - X beta0``.
+
+    A response far from zero against its spread (``1e12 + 1e-3 e``: the spread is a few
+    units in the last place of ``1e12``) loses its digits in ``X beta0``, whose rounding
+    is as large as the residuals. When ``X`` has a constant column (the intercept), a data
+    value ``c`` near the middle of ``y`` is subtracted first, exactly (Sterbenz: ``y_i - c``
+    is exact where ``y_i`` is within a factor 2 of ``c``), the fit is made on ``y - c``,
+    and ``c`` goes back into the constant column's coefficient.
+    """
+    n, p = X.shape
+    if p == 0:
+        return np.zeros(0), y
+    c, j = 0.0, None
+    if n:
+        lo, hi = float(np.min(y)), float(np.max(y))
+        mid = 0.5 * lo + 0.5 * hi
+        if abs(mid) > 8.0 * (hi - lo):
+            const = np.flatnonzero(np.all(X == X[0], axis=0) & (X[0] != 0))
+            if const.size:
+                j = int(const[0])
+                c = float(y[int(np.argmin(np.abs(y - mid)))])
+    y1 = y - c if j is not None else y
+    beta0 = _least_squares(X, y1, w)
+    y0 = y1 - X @ beta0
+    if j is not None:
+        beta0[j] += c / X[0, j]
+    return beta0, y0
 
 
 def _least_squares(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:

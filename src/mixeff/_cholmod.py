@@ -69,7 +69,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+
+from ._forksafe import call_openmp
+from ._jit import njit
 
 __all__ = [
     "NotPositiveDefinite",
@@ -335,12 +337,14 @@ class _Backend04:
         use_long = A.indices.dtype == np.int64
         if ordering == "postordered":
             raise ValueError("ordering='postordered' needs scikit-sparse >= 0.5")
-        self._f = mod.analyze(A, mode=mode, ordering_method=ordering, use_long=use_long)
+        self._f = call_openmp(lambda: mod.analyze(A, mode=mode, ordering_method=ordering,
+                                                  use_long=use_long))
         self.perm = np.array(self._f.P(), dtype=np.intp)
 
     def factorize(self, A: sp.csc_array) -> None:
         try:
-            self._f.cholesky_inplace(A)  # never Factor.cholesky(): returns a new factor
+            # never Factor.cholesky(): returns a new factor. OpenMP inside: see _forksafe
+            call_openmp(self._f.cholesky_inplace, A)
         except self._npd as exc:
             col = getattr(exc, "column", None)
             raise NotPositiveDefinite(
@@ -375,7 +379,7 @@ class _Backend04:
             # matrix of the same pattern in a *copy*; self._f stays symbolic.
             g = self._f.copy()
             try:
-                g.cholesky_inplace(surrogate)
+                call_openmp(g.cholesky_inplace, surrogate)
             except self._npd:
                 raise RuntimeError(
                     "nnz_L() before the first factorisation needs every diagonal entry "
@@ -396,9 +400,9 @@ class _Backend05:
         self._mod = mod
         self._npd = mod.CholmodNotPositiveDefiniteError
         self.lower = lower
-        self._symbolic = mod.CholeskyFactor(
+        self._symbolic = call_openmp(lambda: mod.CholeskyFactor(
             A, lower=lower, order=ordering, supernodal_mode=mode
-        )
+        ))
         self.supernodal = bool(self._symbolic.is_super)
         self.perm = np.array(self._symbolic.perm, dtype=np.intp)
         self._f = None
@@ -415,7 +419,7 @@ class _Backend05:
             f = self._symbolic  # simplicial: refactor in place, memory reused
         self._f = None
         try:
-            f.factorize(A, ldl=False)
+            call_openmp(lambda: f.factorize(A, ldl=False))  # OpenMP: see _forksafe
         except self._npd as exc:
             m = re.search(r"column (\d+)", str(exc))
             raise NotPositiveDefinite(

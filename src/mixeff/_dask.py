@@ -64,6 +64,9 @@ _SAMPLE_ROWS = 2000   # rows kept by the level pass: prototype, and beta0 of the
 # --------------------------------------------------------------------------------------
 
 
+_PARQUET_EXT = (".parquet", ".pq", ".parq")
+
+
 def is_dask_input(data: Any) -> bool:
     """True for a Dask DataFrame or a path/glob of Parquet files (Dask not imported)."""
     mod = type(data).__module__ or ""
@@ -87,8 +90,39 @@ def _as_dask(data: Any):
                           '"mixeff[dask]"') from err
 
     if isinstance(data, (str, os.PathLike)):
-        return dd.read_parquet(os.fspath(data))
+        path = _parquet_paths(os.fspath(data))
+        try:
+            return dd.read_parquet(path)
+        except (OSError, ValueError) as err:   # Arrow's errors are OSError / ValueError
+            msg = str(err).strip().splitlines()
+            raise DataError(f"cannot read the Parquet data {os.fspath(data)!r}: "
+                            f"{type(err).__name__}: {msg[-1] if msg else ''}") from err
     return data
+
+
+def _parquet_paths(s: str) -> str | list[str]:
+    """The Parquet file(s) of a path, directory or glob, or a DataError saying why not."""
+    def not_parquet(files: list[str]) -> DataError:
+        ext = sorted({os.path.splitext(f)[1] or "(no extension)" for f in files})
+        return DataError(
+            f"data {s!r} matches files that are not Parquet ({', '.join(ext)}, e.g. "
+            f"{files[0]!r}): mixeff reads Parquet files from a path, directory or glob; "
+            "read other formats first (pandas.read_csv, dask.dataframe.read_csv) and pass "
+            "the DataFrame")
+
+    if _glob.has_magic(s):
+        files = sorted(f for f in _glob.glob(s, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise DataError(f"no files match the data glob {s!r}")
+        other = [f for f in files if not f.lower().endswith(_PARQUET_EXT)]
+        if other:
+            raise not_parquet(other)
+        return files
+    if not os.path.exists(s):
+        raise DataError(f"data path {s!r} does not exist")
+    if os.path.isfile(s) and not s.lower().endswith(_PARQUET_EXT):
+        raise not_parquet([s])
+    return s
 
 
 # --------------------------------------------------------------------------------------
@@ -625,7 +659,16 @@ def _tree_reduce(ddf, chunk, combine, plan: _Plan, split_every: int):
     while len(level) > 1:
         level = [dask.delayed(combine)(*level[i:i + split_every])
                  for i in range(0, len(level), split_every)]
-    (out,) = dask.compute(level[0])
+    try:
+        (out,) = dask.compute(level[0])
+    except Exception as err:
+        # distributed reruns the tasks of a worker that dies; a task whose workers keep
+        # dying (allowed-failures) ends in KilledWorker: no partial sums are ever used
+        if type(err).__name__ == "KilledWorker":
+            raise DataError(f"the Dask workers computing the partitions died repeatedly "
+                            f"({err}); nothing was fitted. Check the workers' memory "
+                            "(fewer rows per partition) and logs, then fit again") from err
+        raise
     return out
 
 
@@ -638,7 +681,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
               optimizer: str = "auto", check_nlev: str = "stop",
               check_nobs_vs_nre: str = "stop", verbose: bool = False,
               blas_threads: int | None = 1, split_every: int = _SPLIT_EVERY,
-              extra_used: tuple[str, ...] = ()):
+              extra_used: tuple[str, ...] = (), memory_limit=None):
     """Fit a linear mixed model to a Dask DataFrame (or Parquet files), as :func:`lmer`.
 
     The rows are evaluated and summed on the Dask workers of the active scheduler; only
@@ -679,6 +722,9 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     n_rows, n_na, n_zero = (int(v) for v in lv["counts"])
     if n_rows == 0:
         raise DataError("data are empty (0 rows)")
+    if n_zero == n_rows:
+        raise DataError(f"no rows left: all {n_rows} weights are zero (rows with zero "
+                        "weight carry no information and are dropped)")
     if n_rows - n_na - n_zero == 0:
         raise DataError(f"no rows left: all {n_rows} rows have a missing value in a used "
                         f"column ({', '.join(map(repr, plan.used))})")
@@ -770,7 +816,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
                     fixed_spec=plan.fixed_spec)
     t3 = time.perf_counter()
     with _blas_limit(blas_threads):
-        obj = LmmObjective(blocks, reml=reml)
+        obj = LmmObjective(blocks, reml=reml, memory_limit=memory_limit)
         t4 = time.perf_counter()
         method = choose_optimizer(obj) if optimizer == "auto" else optimizer
         try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -367,6 +368,24 @@ def _format_levels(values: Any) -> np.ndarray:
     if arr.dtype.kind == "f":
         return np.char.mod("%.15g", arr).astype(object)
     return pd.Index(values).astype(str).to_numpy(dtype=object)
+
+
+def _merge_equal_labels(codes: np.ndarray, labels: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Levels whose labels print the same merged into one, as R's ``factor()`` does.
+
+    Float levels are labelled with 15 significant digits (R's ``as.character``), so
+    ``0.3`` and ``0.1 + 0.2`` are both ``"0.3"``: R (and lme4) group them together. Returns
+    the new codes, the unique labels (first-appearance order) and the merged labels.
+    """
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) < 2 or len(pd.unique(labels)) == len(labels):
+        return codes, labels, []
+    remap, uniq = pd.factorize(labels)
+    counts = np.bincount(remap, minlength=len(uniq))
+    merged = [str(u) for u, c in zip(uniq, counts, strict=True) if c > 1]
+    new = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64)
+    return new, np.asarray(uniq, dtype=object), merged
 
 
 def _factor(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -800,6 +819,10 @@ def build_design(
     check_nlev = _check_level("check_nlev", check_nlev)
     check_nobs_vs_nre = _check_level("check_nobs_vs_nre", check_nobs_vs_nre)
     pf = as_parsed(formula)
+    if isinstance(data, (str, os.PathLike)):
+        raise DataError(f"data {os.fspath(data)!r} is a path but not of Parquet data (a "
+                        ".parquet file, a directory of them or a glob): read other files "
+                        "first (pandas.read_csv) and pass the DataFrame")
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if data.shape[0] == 0 or data.shape[1] == 0:
@@ -853,6 +876,14 @@ def build_design(
                 raise DataError(f"column {c!r} has infinite values (e.g. row {label!r})")
     rows = np.flatnonzero(~na)
     if rows.size == 0:
+        n_zero = int(zero_w.sum())
+        if n_zero == n_model:
+            raise DataError(f"no rows left: all {n_model} weights are zero (rows with zero "
+                            "weight carry no information and are dropped)")
+        if n_zero:
+            raise DataError(f"no rows left: of {n_model} rows, {n_zero} have weight zero and "
+                            f"the other {n_model - n_zero} a missing value in a used column "
+                            f"({', '.join(map(repr, cols.used))}) or the weights")
         raise DataError(f"no rows left: all {n_model} rows have a missing value in a used "
                         f"column ({', '.join(map(repr, cols.used))})")
 
@@ -931,7 +962,14 @@ def build_design(
             for f in term.factors:
                 if f not in cache:
                     s = data[f] if n == n_data else data[f].iloc[rows]
-                    cache[f] = _factor(s)
+                    fc, fl, merged = _merge_equal_labels(*_factor(s))
+                    cache[f] = (fc, fl)
+                    if merged:
+                        messages.append(
+                            f"grouping factor {f!r}: distinct values printed as "
+                            f"{', '.join(map(repr, merged[:5]))}"
+                            f"{' ...' if len(merged) > 5 else ''} are one level each (as "
+                            "R's factor(), which labels numbers with 15 significant digits)")
                 parts.append(cache[f])
             groups[term.label] = _interaction(parts) if len(parts) > 1 else parts[0]
         codes, labels = groups[term.label]
@@ -1101,7 +1139,10 @@ def _check_mixed(y: np.ndarray, off: np.ndarray | None, X: np.ndarray, xnames: l
                             f"{_MIN_SCALE:g} and {_MAX_SCALE:g}): rescale it")
     size = float(np.max(np.abs(y)) if off is None else max(np.max(np.abs(y)),
                                                                 np.max(np.abs(off))))
-    if np.ptp(r) <= 64 * np.finfo(float).eps * size:  # constant up to rounding
+    # constant up to the rounding of y - offset (a few units in the last place of the
+    # largest value): a response far from zero with a tiny spread, e.g. 1e12 + 1e-3 e
+    # (about ten units in the last place), is fitted, as lme4 fits it
+    if np.ptp(r) <= 4.0 * np.spacing(size):
         raise DataError(f"{rname} is constant (every used row has the value {r[0]:g}): with "
                         "zero variance there are no variance components to estimate")
 

@@ -373,6 +373,16 @@ def _check_fit(fit: LmerFit) -> None:
         raise KenwardRogerError(
             f"Kenward-Roger is implemented with dense q x q algebra; this model has"
             f" q = {q} random effects (limit {DENSE_Q_LIMIT})")
+    from . import _memory as mem
+
+    limit = getattr(getattr(fit, "_obj", None), "memory_limit", None)
+    need = mem.KR_DENSE_COPIES * 8.0 * q * q
+    if not mem.fits(need, limit):
+        err = mem.memory_error(
+            f"Kenward-Roger's dense algebra ({mem.KR_DENSE_COPIES} matrices of {q:,} x {q:,} "
+            "doubles)", need, limit, "Satterthwaite's method (ddf='Satterthwaite') needs no "
+            "q x q matrices")
+        raise KenwardRogerError(str(err))
 
 
 def _cross_products(fit: LmerFit, weighted: bool) -> Blocks:

@@ -13,7 +13,8 @@ lower triangle; its ``k_r x k_c`` values are stored row-major at ``vals[blk_vo[b
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ._jit import njit
 
 # ---------------------------------------------------------------------------------
 # Cross-product blocks, one pass over the rows

@@ -103,6 +103,11 @@ class LmmObjective:
     threads
         Threads for the Schur path's elimination (see
         :class:`~mixeff._schur.DenseSchurCholesky`); the fit passes its BLAS thread count.
+    memory_limit
+        Bytes the factorisation may use; None: the memory available to the process
+        (:mod:`mixeff._memory`). A path that does not fit is not taken: ``"auto"`` takes
+        the other one if it fits, otherwise a :class:`~mixeff.DataError` gives the
+        figures before anything large is allocated.
 
     Attributes
     ----------
@@ -115,7 +120,8 @@ class LmmObjective:
     """
 
     def __init__(self, blocks: Blocks, reml: bool = True, supernodal: str = "auto",
-                 factorization: str = "auto", threads: int = 1):
+                 factorization: str = "auto", threads: int = 1,
+                 memory_limit: int | str | None = None):
         self.blocks = blocks
         self.reml = bool(reml)
         self.n_evaluations = 0
@@ -136,12 +142,11 @@ class LmmObjective:
         pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr), shape=(b.q, b.q))
         self.requested_factorization = factorization
         self._supernodal = supernodal
+        from ._memory import parse_memory_limit
+
+        self.memory_limit = parse_memory_limit(memory_limit)
         self.factorization = self._choose_factorization(factorization)
-        if self.factorization == "schur":
-            t0 = b.re.terms[0]
-            self._chol = DenseSchurCholesky(pattern, t0.size, t0.k, threads=threads)
-        else:
-            self._chol = SparseCholesky(pattern, supernodal=supernodal)
+        self._chol = self._new_factor(pattern, threads)
         self._set_perm()
         self._last: Solution | None = None
         self._trace_pos = None
@@ -177,7 +182,7 @@ class LmmObjective:
             b = self.blocks
             pattern = sp.csc_matrix((self._mdata.copy(), b.m_indices, b.m_indptr),
                                     shape=(b.q, b.q))
-            self._chol = SparseCholesky(pattern, supernodal=self._supernodal)
+            self._chol = self._new_cholmod(pattern, fallback=False)
             self.factorization = "cholmod"
             self._set_perm()
             self._chol.factorize_values(self._mdata)
@@ -196,6 +201,65 @@ class LmmObjective:
             return "cholmod"
         dens = schur_density(b.m_indptr, b.m_indices, t0.size, t0.k)
         return "schur" if dens >= 0.2 else "cholmod"
+
+    def _new_factor(self, pattern: sp.csc_matrix, threads: int):
+        """The factor object of the chosen path, within the memory budget.
+
+        The dense Schur complement is sized before it is allocated, CHOLMOD's factor from
+        its symbolic analysis; ``"auto"`` moves to the other path when the chosen one does
+        not fit and the other does, otherwise a :class:`~mixeff.DataError` tells how much
+        is needed (:mod:`mixeff._memory`).
+        """
+        from . import _memory as mem
+
+        b = self.blocks
+        t0 = b.re.terms[0]
+        q2 = b.q - t0.size
+        if self.factorization == "schur":
+            need = mem.schur_bytes(q2)
+            if mem.fits(need, self.memory_limit):
+                return DenseSchurCholesky(pattern, t0.size, t0.k, threads=threads)
+            if self.requested_factorization == "schur":
+                raise mem.memory_error(
+                    f"the dense Schur path ({q2:,} x {q2:,} doubles for the random effects "
+                    "outside the first term, kept twice)", need, self.memory_limit,
+                    "factorization='auto' or 'cholmod' factors the sparse matrix with "
+                    "CHOLMOD instead, which needs less when the design is not fully crossed")
+            self.factorization = "cholmod"
+            return self._new_cholmod(pattern, fallback=False)
+        return self._new_cholmod(pattern, fallback=self.requested_factorization == "auto",
+                                 threads=threads)
+
+    def _new_cholmod(self, pattern: sp.csc_matrix, fallback: bool, threads: int = 1):
+        """CHOLMOD's symbolic analysis, and its factor's predicted size checked."""
+        from . import _memory as mem
+
+        chol = SparseCholesky(pattern, supernodal=self._supernodal)
+        have, _ = mem.budget(self.memory_limit)
+        if have is None:
+            return chol
+        b = self.blocks
+        per = mem.CHOLMOD_BYTES_PER_ENTRY
+        cap = 4.0 * have / per
+        entries = mem.factor_entries(b.m_indptr, b.m_indices, chol.perm, cap)
+        need = mem.cholmod_bytes(entries)
+        if need <= have:
+            return chol
+        t0 = b.re.terms[0]
+        q2 = b.q - t0.size
+        schur = mem.schur_bytes(q2)
+        if fallback and mem.fits(schur, self.memory_limit):
+            self.factorization = "schur"
+            return DenseSchurCholesky(pattern, t0.size, t0.k, threads=threads)
+        more = "more than " if entries > cap else ""
+        raise mem.memory_error(
+            f"the sparse Cholesky factor of the {b.q:,} random effects "
+            f"({more}{entries:,} entries predicted by CHOLMOD's symbolic analysis; "
+            f"the dense Schur path would need {mem.format_bytes(schur)})",
+            need, self.memory_limit,
+            "Fewer random effects (fewer levels of the crossed grouping factors, e.g. rare "
+            "levels pooled) or a machine with more memory; memory_limit= replaces the "
+            "detected budget if it is wrong", at_least=entries > cap)
 
     @property
     def nnz_factor(self) -> int:

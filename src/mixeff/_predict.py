@@ -313,11 +313,12 @@ def _new_offset(fit: LmerFit, nd: _NewData) -> np.ndarray:
 
 def _group_codes(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Codes (-1 for missing) and level labels of a grouping column, labelled as the fit."""
-    from ._design import _format_levels, _is_numeric
+    from ._design import _format_levels, _is_numeric, _merge_equal_labels
 
     if isinstance(s.dtype, pd.CategoricalDtype):
-        return (s.cat.codes.to_numpy().astype(np.int64),
-                _format_levels(s.cat.categories.to_numpy()))
+        codes, labels, _ = _merge_equal_labels(s.cat.codes.to_numpy().astype(np.int64),
+                                               _format_levels(s.cat.categories.to_numpy()))
+        return codes, labels
     try:
         codes, uniques = pd.factorize(s)
     except TypeError:  # pragma: no cover - unhashable values
@@ -325,7 +326,10 @@ def _group_codes(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(uniques, pd.Index) and not isinstance(uniques.dtype, np.dtype):
         if _is_numeric(uniques.dtype):
             uniques = uniques.to_numpy(dtype=np.float64)
-    return codes.astype(np.int64, copy=False), _format_levels(uniques)
+    # labels that print the same are one level, as in the fit (_merge_equal_labels)
+    codes, labels, _ = _merge_equal_labels(codes.astype(np.int64, copy=False),
+                                           _format_levels(uniques))
+    return codes, labels
 
 
 def _new_levels(fit: LmerFit, nd: _NewData, term: RandomTerm, allow_new_levels: bool

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from numba import prange
 from scipy.linalg import blas, lapack
+
+from ._forksafe import numba_parallel_ok
+from ._jit import njit
 
 __all__ = ["DenseSchurCholesky", "dense_coupling", "schur_density"]
 
@@ -506,7 +509,8 @@ class DenseSchurCholesky:
         if self._Ed is not None:
             self._factorize_dense_coupling(data)
             return
-        par = self.threads > 1 and self.q2 > 0
+        # (Numba's OpenMP layer terminates a forked child on its next parallel kernel)
+        par = self.threads > 1 and self.q2 > 0 and numba_parallel_ok()
         ok = _eliminate_first_term(self.indptr, self.indices, data, self.q1, self.k1,
                                    self._Ld, self._E, self._S, not par)
         if not ok:

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="colour the fitted-lines figure by this column (default: a "
                            "categorical fixed effect constant within each group, if any)")
     plot.add_argument("--dpi", type=int, default=150, metavar="N",
-                      help="resolution of the PNG files (default 150)")
+                      help=f"resolution of the PNG files, 1 to {MAX_DPI} (default 150)")
     plot.set_defaults(handler=_cmd_plot, subparser=plot)
     return parser
 
@@ -210,11 +210,19 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+MAX_DPI = 1200
+"""Largest ``--dpi`` of ``mixeff plot`` (a 10 x 8 inch figure is then 12,000 x 9,600
+pixels, 460 MB of RGBA)."""
+
+
 def _cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import mixeff
 
-    if args.dpi <= 0:
-        parser.error("--dpi must be a positive number")
+    if not 0 < args.dpi <= MAX_DPI:
+        # the figures are about 10 x 8 inches: at 100,000 dpi matplotlib's renderer asks
+        # for terabytes (and ends in MemoryError: std::bad_alloc)
+        parser.error(f"--dpi must be between 1 and {MAX_DPI} (print quality is 300-600), "
+                     f"not {args.dpi}")
     data, data_name, formula = _read_data(args, parser)
     data = _apply_factors(data, args.factor)
     for option, col in (("--x", args.x), ("--color-by", args.color_by)):
@@ -234,6 +242,9 @@ def _cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                color_by=color_by, dpi=args.dpi)
     except OSError as exc:
         raise CliError(f"cannot write the figures into '{args.out}': {exc}") from None
+    except MemoryError:
+        raise CliError(f"not enough memory to draw the figures at {args.dpi} dpi; use a "
+                       "lower --dpi") from None
     except ValueError as exc:
         raise CliError(str(exc)) from None
     for path in paths:

@@ -25,7 +25,6 @@ Level order of grouping factors
 
 from __future__ import annotations
 
-import ast
 import builtins
 import functools
 import re
@@ -561,8 +560,8 @@ _Q_RE = re.compile(r"Q\('((?:[^'\\]|\\.)*)'\)")
 
 def _rename(names: Sequence[str]) -> list[str]:
     """formulaic's column names as mixeff shows them: ``(Intercept)`` for the intercept,
-    ``Intercept`` for a data column of that name, R's ``x^2`` for ``x ** 2`` and a column
-    looked up by name (``Q('1')``, a keyword-named or back-quoted number) in back quotes."""
+    ``Intercept`` for a data column of that name, and a column looked up by name
+    (``Q('1')``: a keyword-named column in code, a back-quoted number) in back quotes."""
     from ._expr import INTERCEPT_COLUMN
 
     out = []
@@ -573,8 +572,6 @@ def _rename(names: Sequence[str]) -> list[str]:
         elif nm == INTERCEPT_COLUMN:
             out.append("Intercept")
         else:
-            if " ** " in nm:
-                nm = nm.replace(" ** ", "^")
             if "Q('" in nm:
                 nm = _Q_RE.sub(lambda m: f"`{m.group(1)}`", nm)
             out.append(nm)

@@ -244,14 +244,14 @@ def translate(text: str, in_code: list[bool] | None = None) -> tuple[str, list[i
                 pieces[k][0] = f"`{t.text}`"  # formula level: a keyword is a column
             continue
         if t.kind == "op":
+            word = {"&": "and", "&&": "and", "|": "or", "||": "or", "!": "not"}.get(t.text)
             if t.text == "^":
                 pieces[k][0] = "**"
-            elif t.text in ("&", "&&"):
-                pieces[k][0] = " and "
-            elif t.text in ("|", "||"):
-                pieces[k][0] = " or "
-            elif t.text == "!":
-                pieces[k][0] = " not "
+            elif word is not None:
+                before = "" if k == 0 or toks[k - 1].kind == "ws" or word == "not" and \
+                    toks[k - 1].text in ("(", "[", ",") else " "
+                after = "" if k + 1 < len(toks) and toks[k + 1].kind == "ws" else " "
+                pieces[k][0] = f"{before}{word}{after}"
         elif t.kind == "name":
             if t.text == "TRUE":
                 pieces[k][0] = "True"
@@ -423,83 +423,97 @@ def _const_value(node: ast.AST) -> float | None:
 
 
 def _refuse(tree: ast.AST, quoted: Mapping[str, str]) -> tuple[str, str] | None:
-    """The first construct of ``tree`` outside the allow-list: ``(name, reason)``."""
+    """The first construct of ``tree`` (in text order) outside the allow-list:
+    ``(name, reason)``."""
     parents: dict[int, ast.AST] = {}
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
             parents[id(child)] = node
-    funcs = functions()
+    found = []
     for node in ast.walk(tree):
-        named = _NODE_NAMES.get(type(node))
-        if named is not None or not isinstance(node, _ALLOWED_NODES):
-            kind, word = named or (type(node).__name__, "")
-            return word, f"{kind} is not allowed in a formula"
-        if type(node) in _REFUSED_OPS:
-            op = _REFUSED_OPS[type(node)]
-            hint = " (write a %in% b for membership)" if op in ("in", "not in") else ""
-            return op.split()[-1], f"the operator '{op}' is not allowed in a formula{hint}"
-        if isinstance(node, ast.Name):
-            name = quoted.get(node.id, node.id)
-            if node.id in quoted:
-                continue
-            if _dunder(name):
-                return name, f"the name {name!r} is not allowed in a formula (dunder names " \
-                             "are never evaluated)"
-            parent = parents.get(id(node))
-            if isinstance(parent, ast.Call) and parent.func is node:
-                if name not in funcs:
-                    if name in _INSTEAD:
-                        return name, f"unknown function {name!r}: {_INSTEAD[name]}"
-                    known = hasattr(builtins, name) or name in ("np", "numpy") or \
-                        _formulaic_transform(name)
-                    if known:
-                        return name, f"the function {name!r} is not allowed in a formula"
-                    return name, f"unknown function {name!r}"
-            elif isinstance(parent, ast.Attribute) and parent.value is node:
-                pass  # checked with the attribute
-        elif isinstance(node, ast.Attribute):
-            if _dunder(node.attr):
-                return node.attr, f"the attribute '.{node.attr}' is not allowed in a " \
-                                  "formula (dunder names are never evaluated)"
-            base = node.value
-            if isinstance(base, ast.Name) and base.id in ("np", "numpy") and node.attr in NUMPY:
-                continue
-            if isinstance(base, ast.Name) and base.id == "contr" and node.attr in CONTR:
-                continue
-            chain = _dotted(node)
-            if chain is None:
-                return node.attr, f"attribute access '.{node.attr}' is not allowed in a " \
-                                  "formula"
-            if chain.split(".")[0] in ("np", "numpy"):
-                return node.attr, f"{chain!r} is not allowed in a formula (numpy's " \
-                                  "elementwise maths only, e.g. np.log, np.sqrt)"
-            return chain, f"attribute access {chain!r} is not allowed in a formula (a " \
-                          "column whose name has a dot? write it in back quotes: `a.b`)"
-        elif isinstance(node, ast.Call):
-            if isinstance(node.func, ast.Lambda):
-                return "lambda", "lambda is not allowed in a formula"
-            if not isinstance(node.func, (ast.Name, ast.Attribute)):
-                return "(", "only named functions may be called in a formula"
-            for kw in node.keywords:
-                if kw.arg is None:
-                    return "**", "keyword unpacking (**) is not allowed in a formula"
-                if _dunder(kw.arg):
-                    return kw.arg, f"the name {kw.arg!r} is not allowed in a formula"
-        elif isinstance(node, ast.Constant):
-            if not isinstance(node.value, (int, float, str, bool, type(None))):
-                return repr(node.value)[:10], "only numbers and strings may be written " \
-                                              "as constants in a formula"
-        elif isinstance(node, ast.BinOp):
-            sides = (node.left, node.right)
-            if isinstance(node.op, (ast.Mult, ast.Add)) and any(
-                    isinstance(s, (ast.List, ast.Tuple)) or isinstance(s, ast.Constant)
-                    and isinstance(s.value, str) for s in sides):
-                return "*" if isinstance(node.op, ast.Mult) else "+", \
-                    "arithmetic on strings or lists is not allowed in a formula"
-            if isinstance(node.op, ast.Pow):
-                v = _const_value(node)
-                if v is not None and not abs(v) < 1e300:
-                    return "**", "a constant power too large to compute"
+        r = _refuse_node(node, parents, quoted)
+        if r is not None:
+            where = getattr(node, "col_offset", 0)
+            if isinstance(node, ast.Attribute):
+                where = (node.end_col_offset or where) - len(node.attr)
+            found.append((where, r))
+    return min(found, key=lambda t: t[0])[1] if found else None
+
+
+def _refuse_node(node: ast.AST, parents: dict[int, ast.AST],
+                 quoted: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(name, reason)`` when ``node`` itself is outside the allow-list."""
+    funcs = functions()
+    named = _NODE_NAMES.get(type(node))
+    if named is not None or not isinstance(node, _ALLOWED_NODES):
+        kind, word = named or (type(node).__name__, "")
+        return word, f"{kind} is not allowed in a formula"
+    if type(node) in _REFUSED_OPS:
+        op = _REFUSED_OPS[type(node)]
+        hint = " (write a %in% b for membership)" if op in ("in", "not in") else ""
+        return op.split()[-1], f"the operator '{op}' is not allowed in a formula{hint}"
+    if isinstance(node, ast.Name):
+        name = quoted.get(node.id, node.id)
+        if node.id in quoted:
+            return None
+        if _dunder(name):
+            return name, f"the name {name!r} is not allowed in a formula (dunder names " \
+                         "are never evaluated)"
+        parent = parents.get(id(node))
+        if isinstance(parent, ast.Call) and parent.func is node:
+            if name not in funcs:
+                if name in _INSTEAD:
+                    return name, f"unknown function {name!r}: {_INSTEAD[name]}"
+                known = hasattr(builtins, name) or name in ("np", "numpy") or \
+                    _formulaic_transform(name)
+                if known:
+                    return name, f"the function {name!r} is not allowed in a formula"
+                return name, f"unknown function {name!r}"
+        elif isinstance(parent, ast.Attribute) and parent.value is node:
+            pass  # checked with the attribute
+    elif isinstance(node, ast.Attribute):
+        if _dunder(node.attr):
+            return f".{node.attr}", f"the attribute '.{node.attr}' is not allowed in a " \
+                              "formula (dunder names are never evaluated)"
+        base = node.value
+        if isinstance(base, ast.Name) and base.id in ("np", "numpy") and node.attr in NUMPY:
+            return None
+        if isinstance(base, ast.Name) and base.id == "contr" and node.attr in CONTR:
+            return None
+        chain = _dotted(node)
+        if chain is None:
+            return f".{node.attr}", f"attribute access '.{node.attr}' is not allowed in a " \
+                                    "formula"
+        if chain.split(".")[0] in ("np", "numpy"):
+            return node.attr, f"{chain!r} is not allowed in a formula (numpy's " \
+                              "elementwise maths only, e.g. np.log, np.sqrt)"
+        return chain, f"attribute access {chain!r} is not allowed in a formula (a " \
+                      "column whose name has a dot? write it in back quotes: `a.b`)"
+    elif isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Lambda):
+            return "lambda", "lambda is not allowed in a formula"
+        if not isinstance(node.func, (ast.Name, ast.Attribute)):
+            return "(", "only named functions may be called in a formula"
+        for kw in node.keywords:
+            if kw.arg is None:
+                return "**", "keyword unpacking (**) is not allowed in a formula"
+            if _dunder(kw.arg):
+                return kw.arg, f"the name {kw.arg!r} is not allowed in a formula"
+    elif isinstance(node, ast.Constant):
+        if not isinstance(node.value, (int, float, str, bool, type(None))):
+            return repr(node.value)[:10], "only numbers and strings may be written " \
+                                          "as constants in a formula"
+    elif isinstance(node, ast.BinOp):
+        sides = (node.left, node.right)
+        if isinstance(node.op, (ast.Mult, ast.Add)) and any(
+                isinstance(s, (ast.List, ast.Tuple)) or isinstance(s, ast.Constant)
+                and isinstance(s.value, str) for s in sides):
+            return "*" if isinstance(node.op, ast.Mult) else "+", \
+                "arithmetic on strings or lists is not allowed in a formula"
+        if isinstance(node.op, ast.Pow):
+            v = _const_value(node)
+            if v is not None and not abs(v) < 1e300:
+                return "**", "a constant power too large to compute"
     return None
 
 

@@ -30,7 +30,8 @@ _ZERO_W = re.compile(r"^(\d+) rows? with zero weight dropped$")
 def lm(formula: str, data: pd.DataFrame,
        weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
        offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
-       data_name: str | None = None) -> LmFit:
+       data_name: str | None = None, *, allow_python: bool = False,
+       eval_env: dict | None = None) -> LmFit:
     """Fit a linear model by (weighted) least squares, as R's ``lm``.
 
     Parameters
@@ -48,6 +49,10 @@ def lm(formula: str, data: pd.DataFrame,
         A known term of the linear predictor: column name or one value per row.
     data_name
         Name shown for the data in the printed call (``lm(formula = ..., data = name)``).
+    allow_python, eval_env
+        Evaluate the formula's expressions as Python code (``eval_env``: extra names,
+        implies ``allow_python=True``) instead of over mixeff's allow-list; off by
+        default (see :func:`mixeff.lmer`).
 
     Returns
     -------
@@ -56,7 +61,8 @@ def lm(formula: str, data: pd.DataFrame,
     from ._design import build_design
     from ._errors import FormulaError
 
-    design = build_design(formula, data, weights=weights, offset=offset)
+    design = build_design(formula, data, weights=weights, offset=offset,
+                          allow_python=allow_python, eval_env=eval_env)
     if design.terms:
         raise FormulaError("lm() takes no random-effects terms (use lmer())",
                            design.formula.text, None)

@@ -167,7 +167,9 @@ def _transforms() -> dict[str, Any]:
 
 
 def _known_function(name: str) -> bool:
-    return name in _transforms() or hasattr(builtins, name)
+    from ._expr import functions
+
+    return name in functions() or name in _transforms() or hasattr(builtins, name)
 
 
 def _find_name(text: str, name: str, start: int = 0, end: int | None = None) -> int | None:

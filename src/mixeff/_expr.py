@@ -567,6 +567,15 @@ class _Logic(ast.NodeTransformer):
             out = self._np(name, [out, v])
         return out
 
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        """R's ``^`` is a power of doubles: ``2^-x`` is fine for integer ``x`` (numpy
+        refuses negative integer powers of integers)."""
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Pow) and not (_const_value(node.left) is not None
+                                                 and _const_value(node.right) is not None):
+            return self._np("float_power", [node.left, node.right])
+        return node
+
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.op, ast.Not):

@@ -142,7 +142,7 @@ def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=(),
     """
     from ._design import _formulaic_names, _is_numeric, resolve_names
 
-    cols, response_col, response_name = resolve_names(pf, meta, allow_python)
+    cols, response_col, response_name = resolve_names(pf, meta, allow_python, eval_env)
     vec = {}
     for arg, what in ((weights, "weights"), (offset, "offset")):
         if arg is None:

@@ -260,13 +260,14 @@ class _Columns:
     """
 
     def __init__(self, data: pd.DataFrame, formula: ParsedFormula,
-                 allow_python: bool = False):
+                 allow_python: bool = False, env: Mapping[str, Any] | None = None):
         self.data = data
         self.text = formula.text
         self.names = {c for c in data.columns if isinstance(c, str)}
         self.used: dict[str, None] = {}
         self.numeric: dict[str, None] = {}
         self.allow_python = allow_python
+        self.env = env or {}
 
     def require(self, name: str, start: int, end: int | None, what: str,
                 numeric: bool = True) -> None:
@@ -307,14 +308,14 @@ class _Columns:
         if self.allow_python:
             values = [nm for nm in values if nm in self.names
                       or nm not in _transforms() and not hasattr(builtins, nm)
-                      and nm not in CONSTANTS]
+                      and nm not in CONSTANTS and nm not in self.env]
         else:
             values = [nm for nm in values if nm in self.names or nm not in CONSTANTS]
         values.sort(key=lambda v: _find_name(self.text, v, start, end) or 0)
         for nm in values:
             self.require(nm, start, end, f"variable in {what}")
         for nm in calls:
-            if nm not in self.names and not _known_function(nm):
+            if nm not in self.names and not _known_function(nm) and nm not in self.env:
                 pos = _find_name(self.text, nm, start, end)
                 raise FormulaError(f"unknown function {nm!r} in {what}", self.text, pos)
 
@@ -869,7 +870,7 @@ def build_design(
     n_data = len(data)
 
     # 1. names ---------------------------------------------------------------------------
-    cols, response_col, response_name = resolve_names(pf, data, allow_python)
+    cols, response_col, response_name = resolve_names(pf, data, allow_python, eval_env)
     term_pos = [term.start for term in pf.random]
     w_full = _vector_arg(weights, "weights", data, cols)
     o_full = _vector_arg(offset, "offset", data, cols)
@@ -1116,8 +1117,8 @@ def _run_checks(terms: list[ReTermDesign], n: int, check_nlev: str, check_nobs_v
                      messages)
 
 
-def resolve_names(pf: ParsedFormula, data: pd.DataFrame, allow_python: bool = False
-                  ) -> tuple[_Columns, str | None, str]:
+def resolve_names(pf: ParsedFormula, data: pd.DataFrame, allow_python: bool = False,
+                  env: Mapping[str, Any] | None = None) -> tuple[_Columns, str | None, str]:
     """Check every name of the formula against the columns of ``data`` (or of a frame
     with the same columns and dtypes, e.g. a Dask frame's ``meta``).
 
@@ -1129,7 +1130,7 @@ def resolve_names(pf: ParsedFormula, data: pd.DataFrame, allow_python: bool = Fa
     """
     text = pf.text
     tilde = text.find("~")
-    cols = _Columns(data, pf, allow_python)
+    cols = _Columns(data, pf, allow_python, env)
     m = _BACKTICK_RE.match(pf.response)
     response_col: str | None = None
     if m or pf.response in cols.names:

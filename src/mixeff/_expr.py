@@ -485,7 +485,7 @@ def _refuse_node(node: ast.AST, parents: dict[int, ast.AST],
             return f".{node.attr}", f"attribute access '.{node.attr}' is not allowed in a " \
                                     "formula"
         if chain.split(".")[0] in ("np", "numpy"):
-            return node.attr, f"{chain!r} is not allowed in a formula (numpy's " \
+            return f".{node.attr}", f"{chain!r} is not allowed in a formula (numpy's " \
                               "elementwise maths only, e.g. np.log, np.sqrt)"
         return chain, f"attribute access {chain!r} is not allowed in a formula (a " \
                       "column whose name has a dot? write it in back quotes: `a.b`)"
@@ -609,6 +609,8 @@ def check(expr: str) -> Checked:
             elif isinstance(parent, ast.Attribute) and parent.value is node:
                 chain = _dotted(_outer_attribute(node, parents))
                 found.append((node.col_offset, chain or node.id, True))
+                if node.id not in ("np", "numpy", "contr"):  # a column's method (Python)
+                    found.append((node.col_offset, quoted.get(node.id, node.id), False))
             else:
                 found.append((node.col_offset, quoted.get(node.id, node.id), False))
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)

@@ -303,14 +303,14 @@ class _Columns:
 
     def _check(self, values: list[str], calls: list[str], start: int, end: int | None,
                what: str) -> None:
-        from ._expr import CONSTANTS
+        from ._expr import CONSTANTS, VALUE_NAMES
 
         if self.allow_python:
             values = [nm for nm in values if nm in self.names
                       or nm not in _transforms() and not hasattr(builtins, nm)
                       and nm not in CONSTANTS and nm not in self.env]
         else:
-            values = [nm for nm in values if nm in self.names or nm not in CONSTANTS]
+            values = [nm for nm in values if nm in self.names or nm not in VALUE_NAMES]
         values.sort(key=lambda v: _find_name(self.text, v, start, end) or 0)
         for nm in values:
             self.require(nm, start, end, f"variable in {what}")

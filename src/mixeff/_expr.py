@@ -67,6 +67,10 @@ CONTR = frozenset({"treatment", "sum", "helmert", "poly", "diff", "custom", "SAS
 #: Constants a formula may name (when no column has the name): R's T, F, pi, Inf.
 CONSTANTS = {"T": True, "F": False, "pi": 3.141592653589793, "Inf": float("inf")}
 
+#: Names besides the constants that may be used as values, not only called: formulaic's
+#: codings, as in ``C(f, Sum)``.
+VALUE_NAMES = frozenset(CONSTANTS) | {"Sum", "Poly", "Helmert", "Diff", "Treatment"}
+
 #: Python keywords that are operators or constants; every other keyword in a code region
 #: is read as a column name (R has none of them).
 _PY_OPERATORS = frozenset({"and", "or", "not", "in", "is", "if", "else", "for", "None",

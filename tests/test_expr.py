@@ -435,3 +435,27 @@ def test_backquoted_number_is_the_column():
                                rtol=1e-10)
     with pytest.raises(FormulaError, match="'1'"):
         mixeff.lm("Reaction ~ `1`", d.drop(columns="1"))
+
+
+def test_r_dialect_on_the_dask_path():
+    """The Dask path reads the formula as in memory (I(x^2), factor(), keyword columns)."""
+    dd = pytest.importorskip("dask.dataframe")
+    import dask
+
+    d = _sleep()
+    formula = "yield ~ Days + I(Days^2) + factor(class) + (Days | Subject)"
+    mem = mixeff.lmer(formula, d)
+    with dask.config.set(scheduler="synchronous"):
+        dsk = mixeff.lmer(formula, dd.from_pandas(d, npartitions=3))
+    assert list(dsk.fixef.index) == list(mem.fixef.index)
+    np.testing.assert_allclose(dsk.fixef.to_numpy(), mem.fixef.to_numpy(), rtol=1e-7)
+    assert dsk.objective == pytest.approx(mem.objective, abs=1e-7)
+
+
+def test_predict_and_update_read_the_formula_alike():
+    d = _sleep()
+    m = mixeff.lmer("Reaction ~ Days + I(Days^2) + (Days | Subject)", d)
+    np.testing.assert_allclose(m.predict(d.iloc[:10]), np.asarray(m.fitted)[:10]
+                               if not callable(m.fitted) else m.fitted()[:10], rtol=1e-9)
+    m2 = m.update(". ~ . - I(Days^2)")
+    assert list(m2.fixef.index) == ["(Intercept)", "Days"]

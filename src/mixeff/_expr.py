@@ -352,11 +352,15 @@ class Checked:
         None when the expression passes the allow-list, else ``(name, reason)``: the
         offending name (searched for in the formula to position the error) and why.
     code
-        The code formulaic should evaluate (logic rewritten to ``np.logical_*``).
+        The code formulaic should evaluate (logic rewritten to ``np.logical_*``, R's power
+        to ``np.float_power``, ``Q('name')`` to a placeholder of ``looked_up``).
     compiled
         The compiled code for :func:`evaluate` (back-quoted names as placeholders).
     quoted
-        Placeholder -> column name of the back-quoted names.
+        Placeholder -> column name of the back-quoted names (and of ``looked_up``).
+    looked_up
+        Placeholder -> column name of the ``Q('name')`` lookups in ``code`` (formulaic's
+        ``Q`` is a stateful transform; a plain name needs no state, e.g. on Dask).
     """
 
     values: tuple[str, ...]
@@ -365,6 +369,7 @@ class Checked:
     code: str
     compiled: Any
     quoted: tuple[tuple[str, str], ...]
+    looked_up: tuple[tuple[str, str], ...] = ()
 
 
 def _unquote(expr: str) -> tuple[str, dict[str, str]]:
@@ -627,17 +632,16 @@ def check(expr: str) -> Checked:
     calls = tuple(dict.fromkeys(nm for _, nm, f in found if f))
     logic = _Logic(quoted)
     tree2 = ast.fix_missing_locations(logic.visit(tree))
-    if logic.changed:
+    if logic.changed or logic.columns:
         out = ast.unparse(tree2)
         for key, name in quoted.items():
             out = out.replace(key, f"`{name}`")
-        for key, name in logic.columns.items():
-            out = out.replace(key, f"Q({name!r})")
     else:
         out = expr
     compiled = compile(tree2, "<formula>", "eval")
     return Checked(values=values, calls=calls, refusal=refusal, code=out, compiled=compiled,
-                   quoted=tuple(quoted.items()) + tuple(logic.columns.items()))
+                   quoted=tuple(quoted.items()) + tuple(logic.columns.items()),
+                   looked_up=tuple(logic.columns.items()))
 
 
 def _outer_attribute(node: ast.AST, parents: dict[int, ast.AST]) -> ast.AST:
@@ -844,8 +848,12 @@ def _make_materializer() -> Any:
             if chk is not None and chk.refusal is not None and not self._allow:
                 raise FormulaError(f"{chk.refusal[1]}; {OPT_IN}")
             code = expr if chk is None else chk.code
+            env = self.layered_context
+            if chk is not None and chk.looked_up:
+                env = LayeredMapping({key: self.data[name] for key, name in chk.looked_up},
+                                     env)
             variables: set = set()
-            value = stateful_eval(code, self.layered_context, {expr: metadata, code: metadata},
+            value = stateful_eval(code, env, {expr: metadata, code: metadata},
                                   spec.transform_state, spec, variables=variables)
             return value, variables
 

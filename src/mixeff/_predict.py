@@ -829,10 +829,11 @@ def update_formula(old: ParsedFormula, new: str) -> str:
         The formula text. Random-effects terms are removed when they expand to the same
         terms as the subtracted one (``(Days | g)`` matches ``(1 + Days | g)``).
     """
-    from ._formula import _scan
+    from ._formula import _scan, _to_python
 
     if not isinstance(new, str):
         raise FormulaError(f"formula must be a string, not {type(new).__name__}")
+    new = _to_python(new)[0]  # R's reading of the code, as the old formula's parts have it
     sc = _scan(new)
     tildes = [i for i, ch in enumerate(sc.masked) if ch == "~" and sc.depth[i] == 0]
     if len(tildes) != 1:

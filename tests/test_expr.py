@@ -459,3 +459,38 @@ def test_predict_and_update_read_the_formula_alike():
                                if not callable(m.fitted) else m.fitted()[:10], rtol=1e-9)
     m2 = m.update(". ~ . - I(Days^2)")
     assert list(m2.fixef.index) == ["(Intercept)", "Days"]
+
+
+_X = np.array([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(("r_code", "expected"), [
+    ("-x^2", -(_X ** 2)),
+    ("abs(x)^2^0.5", np.abs(_X) ** (2 ** 0.5)),
+    ("2^-x", 2.0 ** -_X),
+    ("x^2 + 1", _X ** 2 + 1),
+    ("x^2 %in% c(1, 4)", np.isin(_X ** 2, [1, 4])),
+    ("-x %in% c(1, 2)", np.isin(-_X, [1, 2])),
+    ("x %in% c(0, 1) %in% TRUE", np.isin(np.isin(_X, [0, 1]), [True])),
+    ("x > 0 & x < 3 | x == -2", ((_X > 0) & (_X < 3)) | (_X == -2)),
+    ("!x > 1", ~(_X > 1)),
+    ("!(x %in% c(1, 2)) && x != 0", ~np.isin(_X, [1, 2]) & (_X != 0)),
+    ("x * TRUE + FALSE", _X * 1.0),
+    ("x * T - F", _X * 1.0),
+    ("2L * x", 2 * _X),
+    ("pmax(x, 0) + abs(x) + sqrt(x^2)", np.maximum(_X, 0) + np.abs(_X) + np.abs(_X)),
+])
+def test_r_expressions_evaluate_as_in_r(r_code, expected):
+    from mixeff._expr import evaluate, translate
+
+    got = evaluate(translate(r_code)[0], {"x": pd.Series(_X)})
+    np.testing.assert_array_equal(np.asarray(got, dtype=float),
+                                  np.asarray(expected, dtype=float))
+
+
+def test_translation_keeps_strings_and_formula_level():
+    from mixeff._expr import translate
+
+    assert translate("C(f, levels=['a^b', 'TRUE'])")[0] == "C(f, levels=['a^b', 'TRUE'])"
+    pf = mixeff._formula.parse_formula("y ~ (a + b)^2 + I(a^2) + (1 | g)")
+    assert pf.fixed == "(a + b)^2 + I(a**2)"

@@ -276,7 +276,8 @@ def translate(text: str, in_code: list[bool] | None = None) -> tuple[str, list[i
     for k in ins:
         lft = _skip_ws_left(toks, k - 1)
         rgt = _skip_ws_right(toks, k + 1)
-        if lft < 0 or rgt >= len(toks):
+        if lft < 0 or rgt >= len(toks) or toks[lft].text in ("(", "[", "{", ",") \
+                or toks[rgt].text in (")", "]", "}", ","):
             continue  # a missing operand: Python reports the syntax error
         a = joined.get(lft, None)
         if a is None:
@@ -299,12 +300,15 @@ def translate(text: str, in_code: list[bool] | None = None) -> tuple[str, list[i
 # --------------------------------------------------------------------------------------
 
 
-def _c(*args: Any) -> list:
-    """R's ``c(...)``: the values as a list (for ``x %in% c("a", "b")``)."""
+def _c(*args: Any) -> Any:
+    """R's ``c(...)``: the values as a numpy array (for ``x %in% c("a", "b")``; an array,
+    so that ``c(1) * 10**9`` is arithmetic, not a list repeated a billion times)."""
+    import numpy as np
+
     out: list = []
     for a in args:
-        out.extend(a if isinstance(a, (list, tuple)) else [a])
-    return out
+        out.extend(np.ravel(a).tolist() if not isinstance(a, str) else [a])
+    return np.asarray(out)
 
 
 @functools.cache

@@ -392,10 +392,19 @@ def test_unsupported_r_says_what_to_write():
         mixeff.lmer("y ~ ns(x, 3) + (1 | g)", d)
     with pytest.raises(FormulaError, match=r"np\.where"):
         mixeff.lmer("y ~ ifelse(x > 1, 1, 0) + (1 | g)", d)
-    with pytest.raises(FormulaError, match="back quotes"):
-        mixeff.lmer("y ~ log(my.x) + (1 | g)", d.assign(**{"my.x": d["x"]}))
-    fit = mixeff.lmer("y ~ log(`my.x`) + (1 | g)", d.assign(**{"my.x": d["x"]}))
-    assert fit.fixef.shape == (2,)
+    with pytest.raises(FormulaError, match="attribute access"):
+        mixeff.lmer("y ~ {x.clip(0, 1)} + (1 | g)", d)
+
+
+def test_dotted_names_are_columns_in_code():
+    """R's names with dots (Sepal.Length, x.1) are one name inside code too."""
+    d = _data()
+    d2 = d.assign(**{"my.x": d["x"], "y.1": d["y"]})
+    a = mixeff.lmer("y.1 ~ log(my.x) + I(my.x^2) + (1 | g)", d2)
+    b = mixeff.lmer("y ~ log(x) + I(x^2) + (1 | g)", d)
+    np.testing.assert_allclose(a.fixef.to_numpy(), b.fixef.to_numpy(), rtol=1e-10)
+    assert a.objective == pytest.approx(b.objective, abs=1e-9)
+    np.testing.assert_allclose(a.predict(d2.iloc[:3]), b.predict(d.iloc[:3]), rtol=1e-10)
 
 
 # --------------------------------------------------------------------------------------

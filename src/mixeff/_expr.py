@@ -9,8 +9,9 @@ A formula is user input, and parts of it are code: the response (``log(y)``), th
    ``|``/``||`` and ``!`` are R's elementwise logic (``and``/``or``/``not``, evaluated as
    ``np.logical_*``), ``a %in% b`` is ``np.isin(a, b)``, ``TRUE``/``FALSE`` are Python's,
    ``1L`` is ``1``, and a name that is a Python keyword but not an operator (``yield``,
-   ``class``, ``lambda``...) is a column name. A back-quoted number at formula level
-   (```1```) is the column of that name (``Q('1')``), never the literal.
+   ``class``, ``lambda``...) is a column name, as is a name with dots (``Sepal.Length``,
+   unless it starts with ``np.``/``numpy.``/``contr.`` or is called). A back-quoted number
+   at formula level (```1```) is the column of that name (``Q('1')``), never the literal.
 2. :func:`check` parses the Python code (``ast``) and walks it against an allow-list:
    column names, numbers and strings, arithmetic, comparisons and logic, calls of the
    functions in :data:`FUNCTIONS` (mixeff's documented transforms and formulaic's
@@ -219,6 +220,34 @@ def _atom_right(toks: list[_Tok], j: int) -> int:
         return j
 
 
+def _dotted_name_end(toks: list[_Tok], k: int) -> int:
+    """Last token of an R name with dots starting at ``k`` (``k`` itself when none).
+
+    ``a.b``, ``x.1``, ``a.b.c`` written without spaces are one name, as in R, unless the
+    first part is ``np``, ``numpy`` or ``contr`` or the chain is called (``x.clip(0)``).
+    """
+    if toks[k].text in ("np", "numpy", "contr"):
+        return k
+    j = k
+    while True:
+        if (j + 2 < len(toks) and toks[j + 1].text == "."
+                and toks[j + 2].kind in ("name", "num")):
+            j += 2
+        elif (j + 1 < len(toks) and toks[j + 1].kind == "num"
+              and toks[j + 1].text.startswith(".")):
+            j += 1  # x.1: the tokenizer reads ".1" as a number
+        else:
+            break
+    if j + 1 < len(toks) and toks[j + 1].text == ".":
+        j += 1  # a trailing dot belongs to the name too (R's `x.`)
+    if j == k:
+        return k
+    nxt = _skip_ws_right(toks, j + 1)
+    if nxt < len(toks) and toks[nxt].text in ("(", "["):
+        return k
+    return j
+
+
 def translate(text: str, in_code: list[bool] | None = None) -> tuple[str, list[int]]:
     """R's reading of the code in ``text``, as Python; and a map back to positions.
 
@@ -238,7 +267,19 @@ def translate(text: str, in_code: list[bool] | None = None) -> tuple[str, list[i
     """
     toks = _tokens(text, in_code)
     pieces: list[list[Any]] = [[t.text, t.pos] for t in toks]
+    skip = 0
     for k, t in enumerate(toks):
+        if skip:
+            skip -= 1
+            continue
+        if t.code and t.kind == "name" and (k == 0 or toks[k - 1].text != "."):
+            end = _dotted_name_end(toks, k)
+            if end > k:  # R's dotted name (Sepal.Length), not np.log or a method call
+                pieces[k][0] = "`" + "".join(x.text for x in toks[k:end + 1]) + "`"
+                for j in range(k + 1, end + 1):
+                    pieces[j][0] = ""
+                skip = end - k
+                continue
         if not t.code:
             if t.kind == "bq" and _NUMBER_NAME_RE.match(t.text):
                 inner = t.text[1:-1]
@@ -261,7 +302,8 @@ def translate(text: str, in_code: list[bool] | None = None) -> tuple[str, list[i
                 pieces[k][0] = "True"
             elif t.text == "FALSE":
                 pieces[k][0] = "False"
-            elif keyword.iskeyword(t.text) and t.text not in _PY_OPERATORS:
+            elif keyword.iskeyword(t.text) and t.text not in _PY_OPERATORS and not (
+                    k + 1 < len(toks) and toks[k + 1].text == "."):
                 prev = _skip_ws_left(toks, k - 1)
                 nxt = _skip_ws_right(toks, k + 1)
                 if prev < 0 and nxt < len(toks) and toks[nxt].text == "~":

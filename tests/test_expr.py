@@ -503,3 +503,26 @@ def test_translation_keeps_strings_and_formula_level():
     assert translate("C(f, levels=['a^b', 'TRUE'])")[0] == "C(f, levels=['a^b', 'TRUE'])"
     pf = mixeff._formula.parse_formula("y ~ (a + b)^2 + I(a^2) + (1 | g)")
     assert pf.fixed == "(a + b)^2 + I(a**2)"
+
+
+def test_pickled_fit_predicts_in_a_fresh_process(tmp_path):
+    """The fit's model spec names mixeff's materializer; a new process finds it."""
+    import pickle
+    import subprocess
+    import sys
+
+    d = _sleep()
+    m = mixeff.lmer("Reaction ~ Days + I(Days^2) + log(`1`) + (Days | Subject)", d)
+    path = tmp_path / "fit.pkl"
+    path.write_bytes(pickle.dumps(m))
+    d.iloc[:5].to_csv(tmp_path / "new.csv", index=False)
+    code = ("import pickle, sys, pandas as pd\n"
+            f"m = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+            f"d = pd.read_csv({str(tmp_path / 'new.csv')!r})\n"
+            "d['Subject'] = d['Subject'].astype(str)\n"
+            "print(repr(list(m.predict(d))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ,
+                              "PYTHONPATH": str(REPO / "src")}, check=True)
+    got = np.array(eval(out.stdout.strip(), {"np": np}))  # noqa: S307 - our own output
+    np.testing.assert_allclose(got, m.predict(d.iloc[:5]), rtol=1e-12)

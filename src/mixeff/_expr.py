@@ -510,6 +510,9 @@ def _refuse_node(node: ast.AST, parents: dict[int, ast.AST],
     if isinstance(node, ast.Name):
         name = quoted.get(node.id, node.id)
         if node.id in quoted:
+            parent = parents.get(id(node))
+            if isinstance(parent, ast.Call) and parent.func is node:
+                return f"`{name}`", f"the column {name!r} cannot be called in a formula"
             return None
         if _dunder(name):
             return name, f"the name {name!r} is not allowed in a formula (dunder names " \

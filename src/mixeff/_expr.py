@@ -220,6 +220,11 @@ def _atom_right(toks: list[_Tok], j: int) -> int:
         return j
 
 
+#: R functions with a dot in their name, as mixeff calls them.
+_R_CALLS = {"as.numeric": "as_numeric", "as.double": "as_numeric", "as.integer": "as_numeric",
+            "as.factor": "factor"}
+
+
 def _dotted_name_end(toks: list[_Tok], k: int) -> int:
     """Last token of an R name with dots starting at ``k`` (``k`` itself when none).
 
@@ -272,6 +277,21 @@ def translate(text: str, in_code: list[bool] | None = None) -> tuple[str, list[i
         if skip:
             skip -= 1
             continue
+        if t.kind == "name" and k + 2 < len(toks) and toks[k + 1].text == ":" \
+                and toks[k + 2].text == ":" and (k == 0 or toks[k - 1].text != "."):
+            pieces[k][0] = pieces[k + 1][0] = ""   # splines::ns -> ns (R's pkg::fn)
+            pieces[k + 2][0] = ""
+            skip = 2
+            continue
+        if t.kind == "name" and k + 3 < len(toks) and toks[k + 1].text == "." \
+                and toks[k + 2].kind == "name":
+            call = f"{t.text}.{toks[k + 2].text}"
+            if call in _R_CALLS and _skip_ws_right(toks, k + 3) < len(toks) \
+                    and toks[_skip_ws_right(toks, k + 3)].text == "(":
+                pieces[k][0] = _R_CALLS[call]
+                pieces[k + 1][0] = pieces[k + 2][0] = ""
+                skip = 2
+                continue
         if t.code and t.kind == "name" and (k == 0 or toks[k - 1].text != "."):
             end = _dotted_name_end(toks, k)
             if end > k:  # R's dotted name (Sepal.Length), not np.log or a method call
@@ -366,8 +386,27 @@ def functions() -> dict[str, Any]:
     out.update(factor=TRANSFORMS["C"], sqrt=np.sqrt, abs=np.abs, log1p=np.log1p,
                expm1=np.expm1, floor=np.floor, ceiling=np.ceil, trunc=np.trunc,
                round=np.round, sign=np.sign, sin=np.sin, cos=np.cos, tan=np.tan,
-               pmin=np.minimum, pmax=np.maximum, c=_c)
+               pmin=np.minimum, pmax=np.maximum, c=_c, dummy=_dummy, as_numeric=_as_numeric)
     return out
+
+
+def _dummy(x: Any, levels: Any) -> Any:
+    """lme4's ``dummy(f, levelsToKeep)``: the indicator of each level kept (one column for
+    one level, as in ``(0 + dummy(f, "a") | g)``)."""
+    import numpy as np
+
+    kept = [levels] if isinstance(levels, str) or np.ndim(levels) == 0 else list(levels)
+    x = np.asarray(x, dtype=object).astype(str)
+    if len(kept) == 1:
+        return (x == str(kept[0])).astype(np.float64)
+    return {str(v): (x == str(v)).astype(np.float64) for v in kept}
+
+
+def _as_numeric(x: Any) -> Any:
+    """R's ``as.numeric`` of a numeric or logical column (text is not converted)."""
+    import numpy as np
+
+    return np.asarray(x, dtype=np.float64)
 
 
 #: Calls written in R that have no counterpart here, with what to write instead.
@@ -375,11 +414,8 @@ _INSTEAD = {
     "ns": "ns() (R's splines::ns) is not available: use cr(x, df=...) (formulaic's natural "
           "cubic regression spline, a basis other than R's) or compute the ns() columns "
           "beforehand",
-    "as.numeric": "write the column itself (numeric columns are used as numbers)",
-    "as.factor": "write factor(x) or C(x)",
     "relevel": "write C(x, contr.treatment('level')) to choose the reference level",
     "ifelse": "write np.where(condition, a, b)",
-    "dummy": "write I(f == 'a') for the indicator of level 'a'",
 }
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env Rscript
 ## lme4 reference fits of R formula habits that mixeff reads as R does (issue 13 item 1/6,
 ## issue 19 item 1): I(x^2) is a power, TRUE/FALSE, %in%, R's & | !, factor(), poly(raw =
-## TRUE), a bar term without parentheses, columns named like Python keywords, a column
-## named Intercept and a column named `1`.
+## TRUE), dummy(), splines::bs, as.numeric/as.factor, a bar term without parentheses,
+## columns named like Python keywords, a column named Intercept and a column named `1`.
 ##
 ## Run from the repository root:
 ##     Rscript tests/references/make_formula_references.R
@@ -33,6 +33,9 @@ sleep$Intercept <- (sleep$Days %% 4) - 1.5    # a column named Intercept
 sleep[["1"]] <- sqrt(sleep$Days + 1)          # a column named 1
 dye <- read.csv(file.path(data_dir, "Dyestuff.csv"))
 dye$Batch <- factor(dye$Batch)
+cake <- read.csv(file.path(data_dir, "cake.csv"))
+cake$recipe <- factor(cake$recipe)
+cake$replicate <- factor(cake$replicate)
 
 num <- function(x) I(sprintf("%.17g", x))
 
@@ -64,7 +67,10 @@ models <- list(
   fit_one("bare_bar_slope", "Reaction ~ Days | Subject", sleep),
   fit_one("keywords", "yield ~ class + lambda + I(class * lambda) + (1 | Subject)", sleep),
   fit_one("intercept_column", "Reaction ~ Intercept + (1 | Subject)", sleep),
-  fit_one("one_column", "Reaction ~ `1` + (1 | Subject)", sleep)
+  fit_one("one_column", "Reaction ~ `1` + (1 | Subject)", sleep),
+  fit_one("dummy", "angle ~ recipe + (1 | replicate) + (0 + dummy(recipe, \"A\") | replicate)", cake),
+  fit_one("splines_bs", "Reaction ~ splines::bs(Days, df = 3) + (1 | Subject)", sleep),
+  fit_one("as_calls", "Reaction ~ as.numeric(Days) + as.factor(class) + (1 | Subject)", sleep)
 )
 names(models) <- vapply(models, function(m) m$name, "")
 out <- list(

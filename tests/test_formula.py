@@ -224,7 +224,7 @@ def _check_parse(text: str) -> None:
     assert pf.response.strip() == pf.response != ""
     assert pf.fixed
     for t in pf.random:
-        assert text[t.start] == "("
+        assert text[t.start] == "(" or text[t.start] == "~"  # "~": y ~ x | g
         assert t.label == ":".join(t.factors)
         assert t.factors and all(t.factors)
         assert t.expr

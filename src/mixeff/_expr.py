@@ -10,16 +10,19 @@ A formula is user input, and parts of it are code: the response (``log(y)``), th
    ``np.logical_*``), ``a %in% b`` is ``np.isin(a, b)``, ``TRUE``/``FALSE`` are Python's,
    ``1L`` is ``1``, and a name that is a Python keyword but not an operator (``yield``,
    ``class``, ``lambda``...) is a column name, as is a name with dots (``Sepal.Length``,
-   unless it starts with ``np.``/``numpy.``/``contr.`` or is called). A back-quoted number
-   at formula level (```1```) is the column of that name (``Q('1')``), never the literal.
+   unless it starts with ``np.``/``numpy.``/``contr.`` or is called), ``pkg::fn`` is
+   ``fn`` and ``as.numeric``/``as.factor`` are known. A back-quoted number at formula level
+   (the column named ``1``) is that column (``Q('1')``), never the literal.
 2. :func:`check` parses the Python code (``ast``) and walks it against an allow-list:
    column names, numbers and strings, arithmetic, comparisons and logic, calls of the
-   functions in :data:`FUNCTIONS` (mixeff's documented transforms and formulaic's
+   functions of :func:`functions` (mixeff's documented transforms and formulaic's
    harmless ones), ``np.<name>``/``numpy.<name>`` for the elementwise maths in
    :data:`NUMPY` and ``contr.<coding>``. No other attribute, no dunder name, no
    subscript, lambda, comprehension, f-string, starred or keyword-unpacking argument,
    no builtins. The result is cached per expression text, so a model refitted many
-   times walks each expression once.
+   times walks each expression once. The checked tree is then compiled with R's logic as
+   ``np.logical_*`` and R's power as ``np.float_power`` (a power of doubles, so that
+   ``2^-x`` works for integer ``x``).
 3. Evaluation runs in a namespace holding only the data columns and the allowed names:
    :func:`evaluate` for mixeff's own expressions (``__builtins__`` empty), and
    :func:`materializer`, formulaic's pandas materializer with the same check before each

@@ -62,7 +62,8 @@ class RandomTerm:
         lme4's name of the grouping factor: ``"Subject"``, ``"recipe:replicate"``; the
         inner term of ``(1 | a/b)`` is ``"b:a"`` with factors ``("b", "a")``.
     start
-        0-based offset of the ``(`` that encloses the term's bar in the original formula.
+        0-based offset of the ``(`` that encloses the term's bar in the original formula
+        (of the ``~`` for a bar term without parentheses, ``y ~ x | g``).
     """
 
     expr: str

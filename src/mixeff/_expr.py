@@ -42,6 +42,7 @@ import builtins
 import functools
 import keyword
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -690,7 +691,12 @@ def check(expr: str) -> Checked:
         When ``expr`` is not a Python expression.
     """
     code, quoted = _unquote(expr)
-    tree = ast.parse(code, mode="eval")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # e.g. "'int' is not callable"
+        try:
+            tree = ast.parse(code, mode="eval")
+        except ValueError as exc:  # NUL bytes
+            raise SyntaxError(str(exc)) from None
     refusal = _refuse(tree, quoted)
     # names: values (not called, not an attribute's base) and calls, in text order
     parents: dict[int, ast.AST] = {}
@@ -726,7 +732,9 @@ def check(expr: str) -> Checked:
             out = out.replace(key, f"`{name}`")
     else:
         out = expr
-    compiled = compile(tree2, "<formula>", "eval")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        compiled = compile(tree2, "<formula>", "eval")
     return Checked(values=values, calls=calls, refusal=refusal, code=out, compiled=compiled,
                    quoted=tuple(quoted.items()) + tuple(logic.columns.items()),
                    looked_up=tuple(logic.columns.items()))

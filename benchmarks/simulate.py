@@ -28,8 +28,12 @@ __all__ = [
     "CASES",
     "FORMULAS",
     "crossed",
+    "d3_like",
     "deep_nesting",
+    "kb07_like",
+    "maximal_crossed",
     "movielens_like",
+    "mrk17_like",
     "random_slopes",
     "write_frame",
 ]
@@ -212,11 +216,141 @@ def deep_nesting(n: int = 500_000, n_a: int = 50, n_b: int = 20, n_c: int = 10,
     })
 
 
+def _random_cov(rng: np.random.Generator, sds: np.ndarray, rho: float) -> np.ndarray:
+    """A covariance with standard deviations ``sds`` and correlations drawn around ``rho``.
+
+    The correlation matrix is ``rho`` off the diagonal plus a random symmetric perturbation
+    of size ``rho / 2``, projected to the nearest positive-definite matrix with unit
+    diagonal (eigenvalues clipped at 0.05).
+    """
+    k = sds.size
+    c = np.full((k, k), rho)
+    e = rng.uniform(-0.5 * rho, 0.5 * rho, (k, k))
+    c = c + 0.5 * (e + e.T)
+    np.fill_diagonal(c, 1.0)
+    w, v = np.linalg.eigh(c)
+    c = (v * np.maximum(w, 0.05)) @ v.T
+    d = np.sqrt(np.diag(c))
+    c = c / np.outer(d, d)
+    return c * np.outer(sds, sds)
+
+
+def _effects(rng: np.random.Generator, m: int, cov: np.ndarray) -> np.ndarray:
+    """``m`` draws from ``N(0, cov)`` (``cov`` may be singular)."""
+    w, v = np.linalg.eigh(cov)
+    return rng.standard_normal((m, cov.shape[0])) @ (v * np.sqrt(np.maximum(w, 0.0))).T
+
+
+def maximal_crossed(n_subj: int = 73, n_item: int = 240, n_pred: int = 4,
+                    fraction: float = 0.95, subj_sds: tuple[float, ...] | None = None,
+                    item_sds: tuple[float, ...] | None = None, sigma: float = 1.0,
+                    seed: int = 0) -> pd.DataFrame:
+    """A subjects x items experiment with a maximal random-effects structure.
+
+    Model (``y ~ 1 + x0 + ... + (1 + x0 + ... | subj) + (1 + x0 + ... | item)``)::
+
+        y = 0.3 + sum_j 0.1 (j + 1) x_j + z' b_subj[subj] + z' b_item[item] + e,
+        z = (1, x_0, ..., x_{P-1}),  e ~ N(0, sigma^2)
+
+    with ``b_subj ~ N(0, Sigma_subj)`` and ``b_item ~ N(0, Sigma_item)``: standard
+    deviations ``subj_sds`` / ``item_sds`` (default: 0.6 for the intercept, then halving
+    down the slopes, the last two slopes with no variance at all, as in real data where
+    several slope variances are estimated at zero) and correlations around 0.3.
+
+    Design: a random ``fraction`` of the ``n_subj x n_item`` pairs is observed (each
+    subject and each item at least once); the ``P`` two-level predictors are coded
+    -0.5/+0.5 and counterbalanced within subjects and within items (a Latin-square-like
+    pattern ``x_j = ((subj + item) >> j) & 1``, then a random sign flip per predictor).
+
+    Columns: ``y``, ``x0``..``x{P-1}`` (float64), ``subj`` and ``item`` (int32 labels).
+    Shapes used in the benchmarks: kb07-like (56 x 32, 3 predictors, all pairs but
+    three: 1,789 rows), mrk17-like (73 x 240, 4 predictors, ~16,600 rows).
+    """
+    rng = np.random.default_rng(seed)
+    k = n_pred + 1
+
+    def default_sds(top: float) -> np.ndarray:
+        s = top * 0.5 ** np.arange(k)
+        if k >= 4:
+            s[-2:] = 0.0
+        return s
+
+    ss = default_sds(0.6) if subj_sds is None else np.asarray(subj_sds, float)
+    si = default_sds(0.4) if item_sds is None else np.asarray(item_sds, float)
+    pairs = np.arange(n_subj * n_item)
+    n = int(round(fraction * pairs.size))
+    keep = rng.permutation(pairs)[:n]
+    s, i = np.divmod(np.sort(keep), n_item)
+    # every subject and item at least once: add the missing ones with a random partner
+    for miss in np.setdiff1d(np.arange(n_subj), s):
+        s, i = np.append(s, miss), np.append(i, rng.integers(n_item))
+    for miss in np.setdiff1d(np.arange(n_item), i):
+        s, i = np.append(s, rng.integers(n_subj)), np.append(i, miss)
+    X = np.empty((s.size, n_pred))
+    flips = rng.integers(0, 2, n_pred)
+    for j in range(n_pred):
+        X[:, j] = (((s + i) >> j) & 1) ^ flips[j]
+    X -= 0.5
+    Z = np.column_stack([np.ones(s.size), X])
+    bs = _effects(rng, n_subj, _random_cov(rng, ss, 0.3))
+    bi = _effects(rng, n_item, _random_cov(rng, si, 0.3))
+    beta = np.r_[0.3, 0.1 * (np.arange(n_pred) + 1)]
+    y = (Z @ beta + np.sum(Z * bs[s], axis=1) + np.sum(Z * bi[i], axis=1)
+         + sigma * rng.standard_normal(s.size))
+    out = {"y": y}
+    out.update({f"x{j}": X[:, j] for j in range(n_pred)})
+    out.update({"subj": s.astype(np.int32), "item": i.astype(np.int32)})
+    return pd.DataFrame(out)
+
+
+def kb07_like(seed: int = 0) -> pd.DataFrame:
+    """kb07-shaped: 56 subjects x 32 items, three predictors, 1,789 rows (see
+    :func:`maximal_crossed`)."""
+    return maximal_crossed(56, 32, 3, fraction=1789 / (56 * 32), seed=seed)
+
+
+def mrk17_like(seed: int = 0) -> pd.DataFrame:
+    """mrk17_exp1-shaped: 73 subjects x 240 items, four predictors, ~16,600 rows (see
+    :func:`maximal_crossed`)."""
+    return maximal_crossed(73, 240, 4, fraction=0.95, seed=seed)
+
+
+def d3_like(n: int = 130_000, n_g: int = 3600, n_h: int = 3300, n_i: int = 500,
+            seed: int = 0) -> pd.DataFrame:
+    """Three crossed factors, each with a correlated random intercept and slope.
+
+    Model (``y ~ 1 + u + (1 + u | g) + (1 + u | h) + (1 + u | i)``), shaped like
+    MixedModels.jl's ``d3`` benchmark (130,418 rows; 4,000+ x 3,000+ x 500 levels)::
+
+        y = 1 + 0.2 u + b_g[g]'(1, u) + b_h[h]'(1, u) + b_i[i]'(1, u) + e,  e ~ N(0, 1)
+        b_g ~ N(0, diag(0.5, 0.2) R diag(0.5, 0.2)), b_h: SDs (0.4, 0.1), b_i: (0.3, 0.15),
+        correlations 0.3;  u ~ N(0, 1) per row.
+
+    Every level occurs at least once; levels drawn uniformly. Columns ``y``, ``u``,
+    ``g``, ``h``, ``i``.
+    """
+    rng = np.random.default_rng(seed)
+    g = _covering_draw(rng, n, n_g)
+    h = _covering_draw(rng, n, n_h)
+    i = _covering_draw(rng, n, n_i)
+    u = rng.standard_normal(n)
+    Z = np.column_stack([np.ones(n), u])
+    y = 1.0 + 0.2 * u + rng.standard_normal(n)
+    for codes, sds, m in ((g, (0.5, 0.2), n_g), (h, (0.4, 0.1), n_h), (i, (0.3, 0.15), n_i)):
+        cov = np.array([[1.0, 0.3], [0.3, 1.0]]) * np.outer(sds, sds)
+        y += np.sum(Z * _effects(rng, m, cov)[codes], axis=1)
+    return pd.DataFrame({"y": y, "u": u, "g": g.astype(np.int32), "h": h.astype(np.int32),
+                         "i": i.astype(np.int32)})
+
+
 CASES = {
     "movielens_like": movielens_like,
     "crossed": crossed,
     "random_slopes": random_slopes,
     "deep_nesting": deep_nesting,
+    "kb07_like": kb07_like,
+    "mrk17_like": mrk17_like,
+    "d3_like": d3_like,
 }
 
 #: lme4 formula and grouping columns of each simulated design.
@@ -225,6 +359,11 @@ FORMULAS = {
     "crossed": ("y ~ 1 + x + (1 | a) + (1 | b)", ["a", "b"]),
     "random_slopes": ("y ~ 1 + x + (1 + x | g)", ["g"]),
     "deep_nesting": ("y ~ 1 + x + (1 | a/b/c)", ["a", "b", "c"]),
+    "kb07_like": ("y ~ 1 + x0 + x1 + x2 + (1 + x0 + x1 + x2 | subj)"
+                  " + (1 + x0 + x1 + x2 | item)", ["subj", "item"]),
+    "mrk17_like": ("y ~ 1 + x0 + x1 + x2 + x3 + (1 + x0 + x1 + x2 + x3 | subj)"
+                   " + (1 + x0 + x1 + x2 + x3 | item)", ["subj", "item"]),
+    "d3_like": ("y ~ 1 + u + (1 + u | g) + (1 + u | h) + (1 + u | i)", ["g", "h", "i"]),
 }
 
 

@@ -24,6 +24,8 @@ _LAZY = {
     "plots": ".plots",
     "fit_arrays": "._embed",
     "RandomTermSpec": "._embed",
+    "set_options": "._coding",
+    "get_options": "._coding",
 }
 
 __all__ = [
@@ -37,14 +39,17 @@ __all__ = [
     "anova",
     "datasets",
     "fit_arrays",
+    "get_options",
     "lm",
     "lmer",
     "plots",
+    "set_options",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets, plots
     from ._api import lmer
+    from ._coding import get_options, set_options
     from ._compare import anova
     from ._embed import RandomTermSpec, fit_arrays
     from ._fit import LmerFit

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -76,6 +76,10 @@ def lmer(
     data_name: str | None = None,
     allow_python: bool = False,
     eval_env: dict | None = None,
+    contrasts: dict[str, Any] | None = None,
+    subset: Any = None,
+    na_action: str = "omit",
+    names: str | None = None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model, as R's ``lme4::lmer``.
 
@@ -133,6 +137,29 @@ def lmer(
     eval_env
         Names (your own functions or constants) the formula's expressions may use;
         implies ``allow_python=True``.
+    contrasts
+        Codings of categorical columns of the fixed part, as R's ``contrasts = list(...)``:
+        ``{"recipe": "contr.sum"}`` with ``"contr.treatment"``, ``"contr.sum"``,
+        ``"contr.helmert"``, ``"contr.poly"`` or ``"contr.SAS"``; they are evaluated as
+        formulaic's ``C(recipe, contr.sum)`` (formulaic's coefficient names say so,
+        ``C(recipe, contr.sum)[S.A]``; ``names="R"`` gives R's ``recipe1``). Columns not
+        named get the package option
+        (:func:`mixeff.set_options`; R's default: treatment contrasts, and polynomial
+        contrasts for an ordered pandas Categorical).
+    subset
+        Rows to use, as R's ``subset=``: a boolean array (by position) or Series (by
+        index), or an expression of columns such as ``"Days >= 2 & Subject != '308'"``
+        (comparisons, ``in`` / ``%in%``, ``and`` / ``or`` / ``not`` and R's ``& | !``;
+        never run as Python code).
+    na_action
+        ``"omit"`` (default) drops rows with missing values; ``"exclude"`` drops them
+        too but pads ``fitted()`` and ``residuals()`` with NaN to the rows of the data,
+        as R's ``na.exclude``; ``"fail"`` makes missing values an error.
+    names
+        ``"formulaic"`` (default, or the package option) or ``"R"``: name the
+        coefficients in ``fixef``, ``vcov()``, ``coef_table()`` and ``anova()`` as R
+        does (``temp15``, ``recipe1``, ``temperature.L``, ``week:temp15``,
+        ``poly(Days, 2)1``; terms ``temp``, ``week:temp``).
 
     Returns
     -------
@@ -165,8 +192,30 @@ def lmer(
     pf = parse_formula(formula) if isinstance(formula, str) else formula
     if not getattr(pf, "random", True):
         raise _no_random_terms(pf.text)
+    from ._coding import resolve_names
+
+    names = resolve_names(names)
     if is_dask_input(data):   # Dask DataFrame or Parquet path/glob: fit from partitions
         from ._dask import lmer_dask
+
+        if contrasts or subset is not None or str(na_action).lower() not in ("omit",
+                                                                             "na.omit"):
+            from ._errors import DataError
+
+            raise DataError("contrasts=, subset= and na_action= are not available for "
+                            "Dask data (select and code the columns in Dask first)")
+        import pandas as pd
+
+        dtypes = getattr(data, "dtypes", None)
+        ordered = [] if dtypes is None else [
+            str(c) for c, t in dtypes.items()
+            if isinstance(t, pd.CategoricalDtype) and t.ordered and str(c) in pf.text]
+        if ordered:
+            from ._errors import DataError
+
+            raise DataError(f"ordered Categorical column(s) {ordered} in Dask data: R (and "
+                            "mixeff in memory) code them by polynomial contrasts, which the "
+                            "Dask path does not; make them unordered, or use C(x, Poly)")
 
         fit = lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
@@ -179,12 +228,17 @@ def lmer(
     t0 = time.perf_counter()
     design = build_design(pf, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
+                          contrasts=contrasts, subset=subset, na_action=na_action,
                           allow_python=allow_python, eval_env=eval_env)
     t_design = time.perf_counter() - t0
     fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose,
                      blas_threads=blas_threads, data_name=data_name)
     fit.timings = {"design": t_design, **fit.timings}
     fit.data = data
+    fit.names = names
+    fit._r_args = {k: v for k, v in (("contrasts", contrasts), ("subset", subset),
+                                     ("na_action", na_action), ("names", names))
+                   if v is not None}
     _warn_convergence(fit)
     return fit
 

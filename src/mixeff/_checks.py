@@ -1,9 +1,12 @@
 """Convergence checks after the optimiser stops, as lme4's ``checkConv``.
 
 At the optimum the gradient is taken analytically and the Hessian by central
-differences of the gradient when the optimiser used gradients; otherwise both come from
-central differences of the objective's pieces (:mod:`mixeff._derivs`), which are kept
-for Satterthwaite's degrees of freedom. For the parameters not on a bound, the gradient
+differences of the gradient when the optimiser used gradients and theta has at most three
+entries; otherwise both come from the derivatives of the objective's pieces
+(:func:`mixeff._derivs.derivatives`: a stencil of evaluations for few theta, forward
+differences of the pieces' analytic gradients for more), which are kept for
+Satterthwaite's degrees of freedom. A Newton step with them takes theta the last bit of
+the way to the optimum. For the parameters not on a bound, the gradient
 scaled by the Cholesky factor of the Hessian must be small (lme4's ``check.conv.grad``,
 tolerance 0.002) and the Hessian positive definite and well conditioned (``check.conv.hess``,
 lme4's ``checkHess``: no eigenvalue below 1e-6 in size, none above 1e6, no ratio of the
@@ -81,11 +84,10 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     negative ones, ones near zero, a very large one or a large ratio between the largest
     and the smallest (both "nearly unidentifiable: rescale variables?").
 
-    lme4 skips all these checks at a singular fit (``is.singular`` in ``checkConv``);
-    mixeff checks the parameters that are not on a bound, so that a fit stopping on the
-    boundary with an ill-scaled Hessian in its other parameters is flagged as lme4 flags
-    the interior fit of such data (a random-slope covariate on a scale of hundreds: "Model
-    is nearly unidentifiable: very large eigenvalue - Rescale variables?").
+    As lme4 (``is.singular`` in ``checkConv``), a singular fit is not checked further (but
+    for a very large eigenvalue: badly scaled covariates): the optimiser's restarts from
+    the interior (:func:`mixeff._optimizer.minimize_theta`) see that it is not a point
+    short of the optimum. The derivatives are still taken (Newton step, Satterthwaite).
     """
     msgs: list[str] = []
     if not optsum.success:
@@ -98,24 +100,42 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     free = ~(np.isfinite(lower) & (theta - lower < 1e-6))
     if not np.any(free):
         return msgs
-    if optsum.n_gradients > 0:
+    b = objective.blocks
+    if optsum.n_gradients > 0 and theta.size <= 3:
+        # a few theta of a gradient fit: differences of the (fast path's) gradient
         g = objective.gradient(theta)
         H = hessian_from_gradient(objective, theta, lower)
         if _newton_polish(objective, optsum, free, g, H):
             theta = optsum.theta
             g = objective.gradient(theta)
     else:
-        # one stencil of evaluations, kept on the record for later use (Satterthwaite)
-        from ._derivs import theta_derivatives
+        # the derivatives of the deviance's pieces, kept on the record for later use
+        # (Satterthwaite): a stencil of evaluations for few theta, differences of the
+        # pieces' analytic gradients for more (see mixeff._derivs.derivatives)
+        from ._derivs import derivatives
 
-        optsum.derivs = theta_derivatives(objective, theta)
-        b = objective.blocks
+        optsum.derivs = derivatives(objective, theta)
         g, H = optsum.derivs.objective_derivs(objective.reml, b.n, b.p)
+        if _newton_polish(objective, optsum, free, g, H):
+            theta = optsum.theta
+            optsum.derivs.recentre(objective, theta)
+            g, H = optsum.derivs.objective_derivs(objective.reml, b.n, b.p)
+    objective.solve(theta)
     g = g[free]
     H = H[np.ix_(free, free)]
-    objective.solve(theta)
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
         return msgs + ["Gradient or Hessian of the objective contains NaN or infinite values"]
+    if b.re.is_singular(theta):
+        # As lme4's checkConv, a singular fit gets the "boundary (singular) fit" message
+        # (fit.messages) and no gradient or Hessian checks: next to a rank-deficient
+        # covariance matrix the free parameters are often nearly degenerate (small or
+        # widely spread eigenvalues) at a genuine optimum. A very large eigenvalue is
+        # still reported: it comes from covariates on a large scale (a random slope of
+        # Days * 1e8), whose theta also reads as singular.
+        if np.linalg.eigvalsh(H)[-1] * tol_hess > 1:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue\n"
+                        " - Rescale variables?")
+        return msgs
     # check.conv.grad: scaled gradient solve(chol(H), g), compared as min(|scaled|, |raw|)
     try:
         R = np.linalg.cholesky(H).T

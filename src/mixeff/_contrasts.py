@@ -28,9 +28,14 @@ Type III without the data
     coordinates ``Q'(.)``. Only ``p x (#cells)`` matrices are formed.
 
 Rank-deficient ``X``
-    Columns dropped from ``X`` are unknown; their cell columns are taken as zero, which is
-    exact when a column was dropped because its cell is empty (the usual cause in factorial
-    designs) and an approximation otherwise.
+    The design keeps the least-squares coefficients of the columns dropped from ``X`` on
+    the kept ones (``Design.dropped_coef``), so the dropped columns, and with them every
+    cell, are known in the coordinates of ``X = QR``; cells without data come out as
+    exact zero columns, as in lmerTest's ``rdX``, before the treatment-coded design is
+    made full rank by R's rule. Then the hypotheses do not depend on the coding, also
+    with empty cells. (Designs without those coefficients, e.g. from Dask data, fall back
+    to completing the cells from the kept columns, exact for empty cells when a unique
+    completion exists, approximate otherwise, with a note.)
 """
 
 from __future__ import annotations
@@ -572,7 +577,8 @@ def _complete_cells(P: np.ndarray, N: np.ndarray, hint: np.ndarray) -> np.ndarra
 
 
 def _projected_cells(lay: TermLayout, R: np.ndarray, ones: np.ndarray,
-                     columns: dict[str, list[_Column]], notes: list[str] | None = None
+                     columns: dict[str, list[_Column]], notes: list[str] | None = None,
+                     extra: dict[str, np.ndarray] | None = None
                      ) -> tuple[list[tuple[str, tuple, int]], np.ndarray, dict]:
     """``Q' rdX``: every cell column of every term in the coordinates of ``X = QR``.
 
@@ -580,9 +586,11 @@ def _projected_cells(lay: TermLayout, R: np.ndarray, ones: np.ndarray,
     variables (also without an intercept, e.g. ``0 + a * b`` codes ``b`` by contrasts
     because ``a`` spans the constant).
 
-    Columns dropped from ``X`` are unknown: the cells are completed by
-    :func:`_complete_cells` (exact for empty cells); failing that, the dropped columns are
-    taken as zero and a note is added to ``notes``.
+    ``extra`` gives the coordinates ``Q' x`` of columns dropped from ``X`` when the design
+    kept them (``Design.dropped_coef``); then every cell is determined. Otherwise the
+    dropped columns are unknown: the cells are completed by :func:`_complete_cells` (exact
+    for empty cells); failing that, the dropped columns are taken as zero and a note is
+    added to ``notes``.
 
     Returns
     -------
@@ -610,6 +618,10 @@ def _projected_cells(lay: TermLayout, R: np.ndarray, ones: np.ndarray,
                     continue
                 j = name_pos.get(_rename(c.name))
                 if j is None:
+                    if extra is not None and _rename(c.name) in extra:
+                        rhs.append(extra[_rename(c.name)])
+                        coef.append(c.w)
+                        continue
                     dropped.append(c.w)
                     continue
                 rhs.append(R[:, j])
@@ -737,13 +749,22 @@ def contrasts_type3(design, layout: TermLayout | None = None,
     del Q
     own_cols = _term_columns(lay, "own")
     notes: list[str] = []
-    index, G, blocks = _projected_cells(lay, R, ones, own_cols, notes)
+    extra = None
+    coef = getattr(design, "dropped_coef", None)
+    dropped_names = list(getattr(design, "dropped_xnames", []) or [])
+    if coef is not None and coef.shape == (p, len(dropped_names)):
+        proj = R @ coef  # Q' X coef: the dropped columns in the coordinates of X = QR
+        extra = {nm: proj[:, k] for k, nm in enumerate(dropped_names)}
+    index, G, blocks = _projected_cells(lay, R, ones, own_cols, notes, extra)
     if messages is not None:
         messages.extend(notes)
     m = G.shape[1]
+    scale = float(np.max(np.abs(R))) if R.size else 0.0
+    empty = np.flatnonzero(np.linalg.norm(G, axis=0) <= 1e-10 * max(scale, 1e-300))
+    # a cell without data is an exact zero column of rdX; solved from X it is rounding
+    # noise, which the rank rule (relative to each column's own norm) would keep
+    G[:, empty] = 0.0
     if messages is not None:
-        scale = float(np.max(np.abs(R))) if R.size else 0.0
-        empty = np.flatnonzero(np.linalg.norm(G, axis=0) <= 1e-10 * max(scale, 1e-300))
         if empty.size:
             messages.append("Missing cells for: " + ", ".join(
                 _cell_name(lay, index[k]) for k in empty)

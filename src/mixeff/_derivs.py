@@ -11,6 +11,14 @@ object by the chain rule: the REML/ML objective's gradient and Hessian (converge
 checks) and the Hessian of the deviance in ``(theta, sigma)`` with the Jacobian of
 ``vcov(beta)`` (Satterthwaite's degrees of freedom, :mod:`mixeff._satterthwaite`), whose
 ``sigma`` parts are analytic.
+
+With several theta entries the stencil's ``2 k^2 + 1`` evaluations cost more than ``k + 1``
+analytic gradients of the pieces (:meth:`~mixeff._objective.LmmObjective.piece_gradients`):
+:func:`gradient_derivatives` takes the Hessians as forward differences of those gradients,
+with steps of ``1e-6`` (relative) where the analytic gradient's rounding is still far
+below the truncation error (measured on a 30-theta crossed model: 1.7e-6 relative to the
+central differences, against 1.5e-4 at steps of 1e-4). :func:`derivatives` picks the
+cheaper.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-__all__ = ["ThetaDerivatives", "theta_derivatives"]
+__all__ = ["ThetaDerivatives", "derivatives", "gradient_derivatives", "theta_derivatives"]
 
 
 @dataclass
@@ -61,6 +69,16 @@ class ThetaDerivatives:
         g = w @ self.grad + nu * gr2 / r2
         H = np.tensordot(w, self.hess, axes=1) + nu * (hr2 / r2 - np.outer(gr2, gr2) / r2**2)
         return g, 0.5 * (H + H.T)
+
+    def recentre(self, objective, theta: np.ndarray) -> None:
+        """Move to a nearby ``theta`` (a Newton step away): values and ``C`` evaluated
+        there, gradients moved to first order by the Hessians, which are kept."""
+        theta = np.asarray(theta, dtype=float)
+        dt = theta - self.theta
+        self.value, self.C = _pieces(objective, theta)
+        self.grad = self.grad + self.hess @ dt
+        self.theta = theta.copy()
+        self.n_evaluations += 1
 
 
 def _pieces(objective, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,3 +133,40 @@ def theta_derivatives(objective, theta: np.ndarray,
             hess[:, j, i] = hij
     objective.solve(theta)    # leave the core at theta
     return ThetaDerivatives(theta.copy(), h, v0, grad, hess, C0, dC, 2 * k * k + 1)
+
+
+def gradient_derivatives(objective, theta: np.ndarray,
+                         step: np.ndarray | None = None) -> ThetaDerivatives:
+    """Derivatives of the pieces from ``k + 1`` analytic gradients (forward differences).
+
+    ``step`` defaults to ``1e-6 * max(|theta_i|, 0.1)``; the steps go up from ``theta``,
+    so the points stay within the lower bounds. The Hessians are symmetrised; ``dC`` comes
+    from the same points.
+    """
+    theta = np.asarray(theta, dtype=float)
+    k = theta.size
+    h = 1e-6 * np.maximum(np.abs(theta), 0.1) if step is None else np.asarray(step, float)
+    sol, g0 = objective.piece_gradients(theta)
+    v0, C0 = _pieces(objective, theta)
+    p = C0.shape[0]
+    hess = np.empty((3, k, k))
+    dC = np.empty((p, p, k))
+    for i in range(k):
+        x = theta.copy()
+        x[i] += h[i]
+        _, gi = objective.piece_gradients(x)
+        _, Ci = _pieces(objective, x)
+        hess[:, :, i] = (gi - g0) / h[i]
+        dC[:, :, i] = (Ci - C0) / h[i]
+    hess = 0.5 * (hess + hess.transpose(0, 2, 1))
+    objective.solve(theta)    # leave the core at theta
+    return ThetaDerivatives(theta.copy(), h, v0, g0, hess, C0, dC, k + 1)
+
+
+def derivatives(objective, theta: np.ndarray) -> ThetaDerivatives:
+    """The cheaper of :func:`theta_derivatives` (``2 k^2 + 1`` evaluations, for ``k <= 3``
+    theta entries) and :func:`gradient_derivatives` (``k + 1`` gradients, each a few
+    evaluations' worth)."""
+    if np.asarray(theta).size <= 3:
+        return theta_derivatives(objective, theta)
+    return gradient_derivatives(objective, theta)

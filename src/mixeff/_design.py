@@ -126,6 +126,20 @@ class Design:
     allow_python, eval_env
         How the formula's expressions were evaluated (see :func:`build_design`); new data
         are evaluated the same way.
+    dropped_coef
+        ``(p, d)`` least-squares coefficients of the dropped columns on the kept ones
+        (``X_dropped ~ X dropped_coef``; the rank rule makes the residual at most
+        ``1e-7`` of each column's norm), or None. Type III contrasts need the dropped
+        columns (e.g. cells of an interaction left empty), which the fit does not keep.
+    codings
+        Column -> contrast (``"contr.sum"``...) of the categorical columns of the fixed
+        part not coded by formulaic's default (``contrasts=``, ordered Categoricals, the
+        package option). They are evaluated as ``C(x, contr.sum)`` (so the model spec,
+        and with it new data, carries the coding; formulaic's names then read
+        ``C(x, contr.sum)[S.a]``).
+    pad
+        ``na_action="exclude"``: (index of the data's rows in the model, positions of the
+        used rows among them), to pad fitted values and residuals with NaN; else None.
     """
 
     formula: ParsedFormula
@@ -143,6 +157,9 @@ class Design:
     fixed_spec: object = None
     allow_python: bool = False
     eval_env: Mapping[str, Any] | None = None
+    dropped_coef: np.ndarray | None = None
+    codings: dict = field(default_factory=dict)
+    pad: tuple[pd.Index, np.ndarray] | None = None
 
     @property
     def n(self) -> int:
@@ -815,6 +832,9 @@ def build_design(
     check_nobs_vs_nre: str = "stop",
     allow_python: bool = False,
     eval_env: Mapping[str, Any] | None = None,
+    contrasts: Mapping[str, Any] | None = None,
+    subset: Any = None,
+    na_action: str = "omit",
 ) -> Design:
     """Build the response, model matrices and grouping factors of an lme4 model.
 
@@ -845,6 +865,20 @@ def build_design(
     eval_env
         Extra names (your own functions, constants) for the formula's expressions;
         giving it implies ``allow_python=True``.
+    contrasts
+        Column -> R contrast name (``"contr.treatment"``, ``"contr.sum"``,
+        ``"contr.helmert"``, ``"contr.poly"``, ``"contr.SAS"``), for categorical columns
+        of the fixed part (evaluated as ``C(x, contr.sum)``); the others get
+        the package option (:func:`mixeff.set_options`; R's default: treatment contrasts,
+        polynomial contrasts for an ordered Categorical).
+    subset
+        Rows to use (R's ``subset=``): a boolean mask (array or Series aligned on the
+        index) or an expression of columns (see :func:`~mixeff._subset.subset_mask`).
+        Rows outside it are not part of the model at all (as R's model frame).
+    na_action
+        ``"omit"`` (default: rows with missing values are dropped), ``"exclude"`` (dropped
+        too, but fitted values and residuals are padded with NaN to the rows of the data,
+        as R's ``na.exclude``) or ``"fail"`` (missing values are an error).
 
     Returns
     -------
@@ -876,12 +910,30 @@ def build_design(
     o_full = _vector_arg(offset, "offset", data, cols)
 
     # 2. missing values ------------------------------------------------------------------
+    na_action = _check_na_action(na_action)
+    insub = None
+    if subset is not None:
+        from ._subset import subset_mask
+
+        insub = subset_mask(subset, data)
+        if not insub.any():
+            raise DataError("subset selects no rows")
     na = np.zeros(n_data, dtype=bool)
     for c in cols.used:
         na |= data[c].isna().to_numpy()
     for arr in (w_full, o_full):
         if arr is not None:
             na |= np.isnan(arr)
+    if insub is not None:
+        na &= insub
+    if na_action == "fail" and na.any():
+        bad = [c for c in cols.used if (data[c].isna().to_numpy()
+                                        & (insub if insub is not None else True)).any()]
+        raise DataError("missing values in " + (", ".join(map(repr, bad)) if bad else
+                        "the weights or offset") + " (na_action='fail')")
+    if insub is not None:
+        na |= ~insub
+    n_model = n_data if insub is None else int(insub.sum())
     # Rows with prior weight 0 carry no information (lme4 itself returns an infinite
     # criterion for them); drop them as R's lm() leaves them out of the fit.
     zero_w = np.zeros(n_data, dtype=bool) if w_full is None else (w_full == 0) & ~na
@@ -898,7 +950,7 @@ def build_design(
                 raise DataError(f"column {c!r} has infinite values (e.g. row {label!r})")
     rows = np.flatnonzero(~na)
     if rows.size == 0:
-        raise DataError(f"no rows left: all {n_data} rows have a missing value in a used "
+        raise DataError(f"no rows left: all {n_model} rows have a missing value in a used "
                         f"column ({', '.join(map(repr, cols.used))})")
 
     # 3. evaluate (twice when expressions produce NaN, e.g. log of a negative) ------------
@@ -915,8 +967,9 @@ def build_design(
         frame = functools.cache(lambda raw=raw, n=n: pd.DataFrame(
             {c: _for_formulaic(s) for c, s in raw.items()}, index=pd.RangeIndex(n)))
         o_arr = None if o_full is None else o_full[rows]
-        ev = _evaluate(pf, raw, frame, n, response_col, o_arr, term_pos, allow_python,
-                       eval_env)
+        coding = _fixed_coding(pf, raw, frame, contrasts)
+        ev = _evaluate(_coded(pf, coding), raw, frame, n, response_col, o_arr, term_pos,
+                       allow_python, eval_env)
         bad = _nonfinite(ev, response_name)
         if not bad.any():
             break
@@ -928,7 +981,7 @@ def build_design(
             raise DataError("no rows left: all rows have missing values after evaluating "
                             "the formula")
     n = rows.size
-    n_dropped = n_data - n
+    n_dropped = n_model - n
     messages: list[str] = []
     n_zero = int(zero_w.sum())
     n_missing = n_dropped - n_zero
@@ -955,8 +1008,10 @@ def build_design(
     X = ev.X
     xnames = ev.xnames
     dropped: list[str] = []
+    dropped_coef = None
     if not keep.all():
         dropped = [nm for nm, k in zip(xnames, keep, strict=True) if not k]
+        dropped_coef = _dropped_coef(X, keep)
         X = np.asfortranarray(X[:, keep])
         xnames = [nm for nm, k in zip(xnames, keep, strict=True) if k]
         k = len(dropped)
@@ -991,7 +1046,9 @@ def build_design(
                   y=np.ascontiguousarray(ev.y, dtype=np.float64), X=X, xnames=xnames,
                   dropped_xnames=dropped, terms=terms, weights=w, offset=off,
                   n_dropped=n_dropped, row_index=data.index[rows], messages=messages,
-                  fixed_spec=ev.spec, allow_python=allow_python, eval_env=eval_env)
+                  fixed_spec=ev.spec, dropped_coef=dropped_coef, codings=coding,
+                  pad=_padding(data.index, insub, rows, na_action),
+                  allow_python=allow_python, eval_env=eval_env)
 
 
 def allow_python_arg(allow_python: Any, eval_env: Any) -> bool:
@@ -1002,6 +1059,70 @@ def allow_python_arg(allow_python: Any, eval_env: Any) -> bool:
         raise DataError("eval_env must be a mapping of names to values (e.g. a dict), not "
                         f"{type(eval_env).__name__}")
     return bool(allow_python) or eval_env is not None
+
+
+def row_series(design: Design, values: np.ndarray, name: str) -> pd.Series:
+    """Per-row values of the used rows as a Series; with ``na_action="exclude"`` padded
+    with NaN to the data's rows (within ``subset``), as R's ``naresid(na.exclude)``."""
+    if design.pad is None:
+        return pd.Series(values, index=design.row_index, name=name)
+    index, pos = design.pad
+    out = np.full(index.size, np.nan)
+    out[pos] = values
+    return pd.Series(out, index=index, name=name)
+
+
+def _check_na_action(na_action: str) -> str:
+    key = str(na_action).strip().lower()
+    key = key[3:] if key.startswith("na.") or key.startswith("na_") else key
+    if key not in ("omit", "exclude", "fail"):
+        raise DataError(f"na_action must be 'omit', 'exclude' or 'fail', not {na_action!r}")
+    return key
+
+
+def _padding(index: pd.Index, insub: np.ndarray | None, rows: np.ndarray, na_action: str
+             ) -> tuple[pd.Index, np.ndarray] | None:
+    """``na.exclude``: the rows to pad to (the data's, within the subset) and where the
+    used rows sit among them; None for ``na.omit``."""
+    if na_action != "exclude":
+        return None
+    model_rows = np.arange(index.size) if insub is None else np.flatnonzero(insub)
+    pos = np.searchsorted(model_rows, rows)
+    return index[model_rows], pos
+
+
+def _coded(pf: ParsedFormula, coding: Mapping[str, str]) -> ParsedFormula:
+    """The formula to evaluate: coded columns of the fixed part as ``C(x, contr.sum)``."""
+    if not coding:
+        return pf
+    import dataclasses
+
+    from ._coding import rewrite_fixed
+
+    return dataclasses.replace(pf, fixed=rewrite_fixed(pf.fixed, coding))
+
+
+def _fixed_coding(pf: ParsedFormula, raw: Mapping[str, Any], frame: Callable[[], pd.DataFrame],
+                  contrasts: Mapping[str, Any] | None) -> dict[str, str]:
+    """Codings of the categorical columns of the fixed part (:func:`._coding.codings`)."""
+    from ._coding import codings, get_options
+
+    if not contrasts and get_options()["contrasts"][0] == "contr.treatment":
+        ordered = [c for c, s in raw.items() if isinstance(s.dtype, pd.CategoricalDtype)
+                   and s.dtype.ordered]
+        if not ordered:
+            return {}  # formulaic's own coding (and the frame need not be made)
+    used = _formulaic_names(pf.fixed)[0]
+    return codings(frame(), contrasts, used)
+
+
+def _dropped_coef(X: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients ``(p_kept, p_dropped)`` of the dropped columns of ``X``."""
+    Xk = X[:, keep]
+    if Xk.shape[1] == 0:
+        return np.zeros((0, int((~keep).sum())))
+    coef = np.linalg.lstsq(Xk, X[:, ~keep], rcond=None)[0]
+    return np.asarray(coef, dtype=np.float64).reshape(Xk.shape[1], -1)
 
 
 def _response_not_on_rhs(pf: ParsedFormula, response: str, tilde: int,

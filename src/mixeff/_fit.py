@@ -70,6 +70,7 @@ class LmerFit:
             self.messages.append(SINGULAR_MESSAGE)   # lme4's message for a singular fit
         self.timings: dict[str, float] = {}
         self.data = None   # the DataFrame given to lmer (kept by reference), if any
+        self.names = "formulaic"   # or "R": how fixef, vcov, coef_table, anova name things
 
     # -- basic quantities -----------------------------------------------------------
     @property
@@ -134,15 +135,24 @@ class LmerFit:
         return float(self._sol.ldL2 + n * (1.0 + np.log(2.0 * np.pi * r2 / n))
                      - self.blocks.sum_log_w)
 
+    def _coef_names(self) -> list[str]:
+        """Names of the fixed effects as shown: formulaic's, or R's with ``names="R"``."""
+        names = list(self.design.xnames)
+        if getattr(self, "names", "formulaic") == "R":
+            from ._coding import r_names
+
+            return r_names(self.design.fixed_spec, names)
+        return names
+
     @property
     def fixef(self) -> pd.Series:
-        """Fixed-effect estimates, indexed by column name."""
-        return pd.Series(self._sol.beta.copy(), index=list(self.design.xnames), name="Estimate")
+        """Fixed-effect estimates, indexed by column name (R's with ``names="R"``)."""
+        return pd.Series(self._sol.beta.copy(), index=self._coef_names(), name="Estimate")
 
     def vcov(self) -> pd.DataFrame:
         """Covariance matrix of the fixed-effect estimates, ``sigma^2 (R_X' R_X)^{-1}``."""
         p = self.blocks.p
-        names = list(self.design.xnames)
+        names = self._coef_names()
         if p == 0:
             return pd.DataFrame(np.zeros((0, 0)), index=names, columns=names)
         RXinv = sla.solve_triangular(self._sol.RX, np.eye(p))
@@ -252,7 +262,9 @@ class LmerFit:
         """Fitted values ``X beta + Z b (+ offset)`` for the rows used."""
         if getattr(self, "_dask_info", None) is not None:   # a Dask Series
             return self._dask_info.fitted(self)
-        return pd.Series(self._linear_predictor(), index=self.design.row_index, name="fitted")
+        from ._design import row_series
+
+        return row_series(self.design, self._linear_predictor(), "fitted")
 
     def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
         """Residuals: ``"response"`` (y - fitted) or ``"pearson"`` (times sqrt(w)).
@@ -270,7 +282,9 @@ class LmerFit:
             raise ValueError("type must be 'response' or 'pearson'")
         if scaled:
             r = r / self.sigma
-        return pd.Series(r, index=self.design.row_index, name="residuals")
+        from ._design import row_series
+
+        return row_series(self.design, r, "residuals")
 
     # -- inference (lmerTest) --------------------------------------------------------
     @cached_property
@@ -296,7 +310,7 @@ class LmerFit:
         """
         if ddf == "Kenward-Roger" and getattr(self, "_dask_info", None) is not None:
             self._dask_info.check_kenward_roger()
-        names = list(self.design.xnames)
+        names = self._coef_names()
         beta = self._sol.beta
         if ddf == "lme4":
             se = np.sqrt(np.diag(self.vcov().to_numpy()))
@@ -310,7 +324,9 @@ class LmerFit:
         if ddf == "Kenward-Roger":
             from ._kenward_roger import kr_coef_table
 
-            return kr_coef_table(self)
+            out = kr_coef_table(self)
+            out.index = names
+            return out
         raise ValueError("ddf must be 'Satterthwaite', 'Kenward-Roger' or 'lme4'")
 
     def contest(self, L, ddf: str = "Satterthwaite", joint: bool = True) -> pd.DataFrame:
@@ -337,6 +353,8 @@ class LmerFit:
             self._dask_info.check_kenward_roger()
         names = list(self.design.xnames)
         if isinstance(L, pd.DataFrame):
+            alias = dict(zip(self._coef_names(), names, strict=True))
+            L = L.rename(columns=lambda c: alias.get(c, c))
             missing = [c for c in L.columns if c not in names]
             if missing:
                 raise ValueError(f"unknown fixed effects in L: {missing}")
@@ -380,7 +398,17 @@ class LmerFit:
             self._dask_info.check_kenward_roger()
         from ._anova import anova_table
 
-        return anova_table(self, type=type, ddf=ddf)
+        table = anova_table(self, type=type, ddf=ddf)
+        if getattr(self, "names", "formulaic") == "R":
+            from ._coding import r_term_label
+
+            hyp = table.attrs.get("hypotheses")
+            table = table.rename(index=r_term_label)
+            if hyp is not None:
+                cols = self._coef_names()
+                table.attrs["hypotheses"] = {
+                    r_term_label(k): v.set_axis(cols, axis=1) for k, v in hyp.items()}
+        return table
 
     def ranova(self, reduce_terms: bool = True) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effect terms (lmerTest's ``ranova``).
@@ -496,7 +524,16 @@ class LmerFit:
         """
         from ._confint import confint
 
-        return confint(self, parm=parm, level=level, method=method, **kwargs)
+        if getattr(self, "names", "formulaic") != "R":
+            return confint(self, parm=parm, level=level, method=method, **kwargs)
+        alias = dict(zip(self._coef_names(), self.design.xnames, strict=True))
+        if isinstance(parm, str):
+            parm = alias.get(parm, parm)
+        elif parm is not None and not isinstance(parm, (int, np.integer)):
+            parm = [alias.get(p, p) if isinstance(p, str) else p for p in parm]
+        out = confint(self, parm=parm, level=level, method=method, **kwargs)
+        back = {v: k for k, v in alias.items()}
+        return out.rename(index=lambda nm: back.get(nm, nm))
 
     # -- presentation ---------------------------------------------------------------
     def summary(self, ddf: str | None = None, digits: int = 4,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,9 @@ _ZERO_W = re.compile(r"^(\d+) rows? with zero weight dropped$")
 def lm(formula: str, data: pd.DataFrame,
        weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
        offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
-       data_name: str | None = None, *, allow_python: bool = False,
-       eval_env: dict | None = None) -> LmFit:
+       data_name: str | None = None, *, contrasts: dict[str, Any] | None = None,
+       subset: Any = None, na_action: str = "omit", names: str | None = None,
+       allow_python: bool = False, eval_env: dict | None = None) -> LmFit:
     """Fit a linear model by (weighted) least squares, as R's ``lm``.
 
     Parameters
@@ -49,6 +51,10 @@ def lm(formula: str, data: pd.DataFrame,
         A known term of the linear predictor: column name or one value per row.
     data_name
         Name shown for the data in the printed call (``lm(formula = ..., data = name)``).
+    contrasts, subset, na_action, names
+        As for :func:`mixeff.lmer`: R's ``contrasts = list(...)``, ``subset =``,
+        ``na.action`` (``"omit"``, ``"exclude"``, ``"fail"``) and R's coefficient names
+        (``names="R"``).
     allow_python, eval_env
         Evaluate the formula's expressions as Python code (``eval_env``: extra names,
         implies ``allow_python=True``) instead of over mixeff's allow-list; off by
@@ -58,16 +64,23 @@ def lm(formula: str, data: pd.DataFrame,
     -------
     LmFit
     """
+    from ._coding import resolve_names
     from ._design import build_design
     from ._errors import FormulaError
 
+    names = resolve_names(names)
     design = build_design(formula, data, weights=weights, offset=offset,
+                          contrasts=contrasts, subset=subset, na_action=na_action,
                           allow_python=allow_python, eval_env=eval_env)
     if design.terms:
         raise FormulaError("lm() takes no random-effects terms (use lmer())",
                            design.formula.text, None)
     wname = weights if isinstance(weights, str) else None
-    return LmFit(design, data_name=data_name, weights_name=wname)
+    fit = LmFit(design, data_name=data_name, weights_name=wname)
+    if names == "R":
+        fit.names = "R"
+        fit.coef.index = fit._show(list(fit.coef.index))
+    return fit
 
 
 class LmFit:
@@ -99,6 +112,7 @@ class LmFit:
         from ._contrasts import term_layout
 
         self.design = design
+        self.names = "formulaic"
         self.formula = design.formula.text
         self.data_name = data_name
         self.weights_name = weights_name
@@ -140,6 +154,14 @@ class LmFit:
         self.coef = pd.Series([est.get(nm, np.nan) for nm in full], index=full,
                               name="Estimate", dtype=float)
 
+    def _show(self, names: list[str]) -> list[str]:
+        """Coefficient names as shown: formulaic's, or R's with ``names="R"``."""
+        if self.names != "R":
+            return list(names)
+        from ._coding import r_names
+
+        return r_names(self.design.fixed_spec, list(names))
+
     # -- basic quantities -------------------------------------------------------------
     @property
     def nobs(self) -> int:
@@ -164,7 +186,7 @@ class LmFit:
         complete
             Include rows and columns of ``NaN`` for aliased coefficients (R's default).
         """
-        names = list(self.design.xnames)
+        names = self._show(list(self.design.xnames))
         p = len(names)
         if p:
             Rinv = sla.solve_triangular(self._R, np.eye(p))
@@ -180,11 +202,15 @@ class LmFit:
     def fitted(self) -> pd.Series:
         """Fitted values ``X beta (+ offset)`` of the rows used."""
         eta = self._eta if self.design.offset is None else self._eta + self.design.offset
-        return pd.Series(eta, index=self.design.row_index, name="fitted")
+        from ._design import row_series
+
+        return row_series(self.design, eta, "fitted")
 
     def residuals(self) -> pd.Series:
         """Response residuals ``y - fitted`` (not weighted, as R's ``residuals(lm)``)."""
-        return pd.Series(self._resid, index=self.design.row_index, name="residuals")
+        from ._design import row_series
+
+        return row_series(self.design, self._resid, "residuals")
 
     # -- summary statistics -----------------------------------------------------------
     def _mss(self) -> float:
@@ -263,7 +289,7 @@ class LmFit:
         t = self._beta / se if names else np.zeros(0)
         p = 2.0 * stats.t.sf(np.abs(t), self.df_residual)
         return pd.DataFrame({"Estimate": self._beta, "Std. Error": se, "t value": t,
-                             "Pr(>|t|)": p}, index=names)
+                             "Pr(>|t|)": p}, index=self._show(names))
 
     def anova(self) -> pd.DataFrame:
         """Sequential (Type I) ANOVA table, as R's ``anova(lm(...))``.
@@ -294,6 +320,10 @@ class LmFit:
             rows.append((lab, df, ss, ss / df, F,
                          float(stats.f.sf(F, df, dfr)) if dfr > 0 else np.nan))
         rows = [r for r in rows if r[0] != "(Intercept)"]
+        if self.names == "R":
+            from ._coding import r_term_label
+
+            rows = [(r_term_label(r[0]), *r[1:]) for r in rows]
         rows.append(("Residuals", dfr, self._rss, msr, np.nan, np.nan))
         table = pd.DataFrame([r[1:] for r in rows],
                              index=pd.Index([r[0] for r in rows], dtype=object),

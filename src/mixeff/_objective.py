@@ -344,10 +344,31 @@ class LmmObjective:
             if out is not None:
                 self.n_gradients += 1
                 return self._fast.gradient(self, out)
+        d_ldL2, d_ldRX2, d_r2, sol = self._piece_gradients(theta, self.reml)
+        b = self.blocks
+        scale = (b.n - b.p) if self.reml else b.n
+        g = d_ldL2 + scale * d_r2 / sol.r2
+        return g + d_ldRX2 if self.reml else g
+
+    def piece_gradients(self, theta: np.ndarray) -> tuple[Solution, np.ndarray]:
+        """The solution at ``theta`` and the analytic gradients of its pieces.
+
+        Returns ``(solution, G)`` with ``G`` of shape ``(3, ntheta)``: the gradients of
+        ``log|L|^2``, ``log|R_X|^2`` and ``r^2`` (the objective combines them as in
+        :meth:`_profile`). Always on the general path (the fast paths give only the
+        combination); used for derivatives at the optimum (:mod:`mixeff._derivs`).
+        """
+        d_ldL2, d_ldRX2, d_r2, sol = self._piece_gradients(
+            np.asarray(theta, dtype=np.float64), True)
+        return sol, np.vstack([d_ldL2, d_ldRX2, d_r2])
+
+    def _piece_gradients(self, theta: np.ndarray, with_rx: bool):
+        """Gradients of ``log|L|^2``, ``log|R_X|^2`` (zeros unless ``with_rx`` and p > 0)
+        and ``r^2`` at ``theta``, and the solution there (docs/maths.md)."""
         sol = self.solve(theta)
         self.n_gradients += 1
         b = self.blocks
-        n, p = b.n, b.p
+        p = b.p
         tmpl = sol.tmpl
         si = self.selected_inverse(theta)
         nd = si.dense.shape[0]
@@ -369,7 +390,8 @@ class LmmObjective:
         nt = len(b.re.terms)
         kmax = tmpl.shape[1]
         H = np.zeros((nt, kmax, kmax))
-        if self.reml and p:
+        with_rx = with_rx and p > 0
+        if with_rx:
             Wp = self._chol.solve_Lt(sol.RZX)
             W = np.empty_like(Wp)
             W[self.perm] = Wp
@@ -383,7 +405,7 @@ class LmmObjective:
             ut = u[o : o + m * k].reshape(m, k)
             zt = zres[o : o + m * k].reshape(m, k)
             dr2[t, :k, :k] = -2.0 * (zt.T @ ut)          # [r, c]
-            if self.reml and p:
+            if with_rx:
                 Ut = U[o : o + m * k].reshape(m, k, p)
                 Kk = Kt[o : o + m * k].reshape(m, k, p)
                 # sum over levels m and columns j of Ut[m, c, j] Kk[m, r, j] (a matrix
@@ -391,10 +413,7 @@ class LmmObjective:
                 H[t, :k, :k] = (Ut.transpose(1, 0, 2).reshape(k, -1)
                                 @ Kk.transpose(1, 0, 2).reshape(k, -1).T)
         ti, ri, ci = b.re.theta_term, b.re.theta_row, b.re.theta_col
-        trace = G[ti, ci, ri] - H[ti, ci, ri]
-        d_r2 = dr2[ti, ri, ci]
-        scale = (n - p) if self.reml else n
-        return 2.0 * trace + scale * d_r2 / sol.r2
+        return 2.0 * G[ti, ci, ri], -2.0 * H[ti, ci, ri], dr2[ti, ri, ci], sol
 
 
 class _OneTerm:

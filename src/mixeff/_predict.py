@@ -936,6 +936,8 @@ def update(fit: LmerFit, formula: str | None = None, data: pd.DataFrame | None =
         kwargs.setdefault("eval_env", d.eval_env)
     if getattr(d, "allow_python", False):
         kwargs.setdefault("allow_python", True)
+    for key, value in (getattr(fit, "_r_args", None) or {}).items():
+        kwargs.setdefault(key, value)
     new = lmer(text, data, **kwargs)
     if getattr(fit, "data_name", None) and getattr(new, "data_name", None) is None:
         new.data_name = fit.data_name

@@ -83,9 +83,11 @@ def satterthwaite_info(fit, method: str = "stencil") -> SatterthwaiteInfo:
     fit
         The fitted model.
     method
-        ``"stencil"`` (default): derivatives in theta of the deviance's pieces from one
-        central-difference stencil of ``2 k^2 + 1`` evaluations (:mod:`mixeff._derivs`,
-        shared with the convergence checks), ``sigma`` parts analytic. ``"richardson"``:
+        ``"stencil"`` (default): derivatives in theta of the deviance's pieces, shared
+        with the convergence checks (:func:`mixeff._derivs.derivatives`: one
+        central-difference stencil of ``2 k^2 + 1`` evaluations for up to three theta,
+        forward differences of the pieces' analytic gradients for more), ``sigma`` parts
+        analytic. ``"richardson"``:
         numDeriv's Richardson scheme on the deviance in ``(theta, sigma)``, as lmerTest
         computes it (about five times the evaluations; equal to it to ~1e-7).
     """
@@ -119,11 +121,11 @@ def satterthwaite_info(fit, method: str = "stencil") -> SatterthwaiteInfo:
 
 
 def _info_from_stencil(fit) -> SatterthwaiteInfo:
-    from ._derivs import theta_derivatives
+    from ._derivs import derivatives
 
     d = fit.optsum.derivs
     if d is None or not np.array_equal(d.theta, fit.theta):
-        d = theta_derivatives(fit._obj, fit.theta)
+        d = derivatives(fit._obj, fit.theta)
         fit.optsum.derivs = d
     n, p = fit.blocks.n, fit.blocks.p
     nu = (n - p) if fit.reml else n

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
-__all__ = ["DenseSchurCholesky", "schur_density"]
+__all__ = ["DenseSchurCholesky", "dense_coupling", "schur_density"]
 
 
 @njit(cache=True)
@@ -35,37 +35,13 @@ def _eliminate_first_term(indptr, indices, data, q1, k1, Ld, E, S, sweep):
     With ``sweep`` False, ``S`` is left at ``C`` (the caller subtracts ``E E'`` with
     :func:`_subtract_sweep_parallel`).
     """
-    q2 = S.shape[0]
-    for j in range(q2):
-        for i in range(j, q2):
-            S[i, j] = 0.0
-    for j in range(q1, q1 + q2):
-        for p in range(indptr[j], indptr[j + 1]):
-            S[indices[p] - q1, j - q1] = data[p]
+    _fill_complement(indptr, indices, data, q1, S)
     m1 = q1 // k1
     y = np.empty(k1)
     for a in range(m1):
         c0 = a * k1
-        # D block (lower triangle) and its Cholesky factor
-        for c in range(k1):
-            p0 = indptr[c0 + c]
-            for r in range(c, k1):
-                Ld[a, r, c] = data[p0 + r - c]
-            for r in range(c):
-                Ld[a, r, c] = 0.0
-        for c in range(k1):
-            s = Ld[a, c, c]
-            for l in range(c):
-                s -= Ld[a, c, l] * Ld[a, c, l]
-            if s <= 0.0:
-                return False
-            d = np.sqrt(s)
-            Ld[a, c, c] = d
-            for r in range(c + 1, k1):
-                s = Ld[a, r, c]
-                for l in range(c):
-                    s -= Ld[a, r, l] * Ld[a, c, l]
-                Ld[a, r, c] = s / d
+        if not _factor_level(indptr, data, a, k1, Ld):
+            return False
         # rows of B in this level block: the same rows in each of its k1 columns
         nb = indptr[c0 + 1] - indptr[c0] - k1
         for t in range(nb):
@@ -80,6 +56,130 @@ def _eliminate_first_term(indptr, indices, data, q1, k1, Ld, E, S, sweep):
     if sweep:
         _panel_sweep(indptr, indices, E, q1, k1, S, E[:0], False)
     return True
+
+
+@njit(cache=True, inline="always")
+def _factor_level(indptr, data, a, k1, Ld):
+    """``Ld[a]``: the Cholesky factor of level ``a``'s ``k1 x k1`` block of ``D``.
+
+    The block's lower triangle is read from the leading entries of its columns in
+    ``data`` (CSC, sorted rows). False when the block is not positive definite.
+    """
+    c0 = a * k1
+    for c in range(k1):
+        p0 = indptr[c0 + c]
+        for r in range(c, k1):
+            Ld[a, r, c] = data[p0 + r - c]
+        for r in range(c):
+            Ld[a, r, c] = 0.0
+    for c in range(k1):
+        s = Ld[a, c, c]
+        for l in range(c):
+            s -= Ld[a, c, l] * Ld[a, c, l]
+        if s <= 0.0:
+            return False
+        d = np.sqrt(s)
+        Ld[a, c, c] = d
+        for r in range(c + 1, k1):
+            s = Ld[a, r, c]
+            for l in range(c):
+                s -= Ld[a, r, l] * Ld[a, c, l]
+            Ld[a, r, c] = s / d
+    return True
+
+
+@njit(cache=True)
+def _fill_complement(indptr, indices, data, q1, S):
+    """``S`` (lower triangle) set to ``C``, the block of ``M`` after the first term."""
+    q2 = S.shape[0]
+    for j in range(q2):
+        for i in range(j, q2):
+            S[i, j] = 0.0
+    for j in range(q1, q1 + q2):
+        for p in range(indptr[j], indptr[j + 1]):
+            S[indices[p] - q1, j - q1] = data[p]
+
+
+@njit(cache=True)
+def _factor_first_term(indptr, data, q1, k1, Ld):
+    """Every level's block of ``D`` factored (:func:`_factor_level`); False on failure."""
+    for a in range(q1 // k1):
+        if not _factor_level(indptr, data, a, k1, Ld):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _solve_blocks_right(Ld, X, inverse_transpose):
+    """Columns of dense ``X`` (``n x q1``, Fortran order) times ``L_D^{-T}`` or ``L_D^{-1}``.
+
+    Level by level on its ``k1`` columns: ``X_a <- X_a L_Da^{-T}`` (forward substitution
+    in each row, ``inverse_transpose`` True) or ``X_a <- X_a L_Da^{-1}`` (backward). The
+    inner loops run down contiguous columns.
+    """
+    m1, k1, _ = Ld.shape
+    n = X.shape[0]
+    for a in range(m1):
+        o = a * k1
+        if inverse_transpose:
+            for c in range(k1):
+                for l in range(c):
+                    f = Ld[a, c, l]
+                    for i in range(n):
+                        X[i, o + c] -= f * X[i, o + l]
+                d = 1.0 / Ld[a, c, c]
+                for i in range(n):
+                    X[i, o + c] *= d
+        else:
+            for c in range(k1 - 1, -1, -1):
+                for l in range(c + 1, k1):
+                    f = Ld[a, l, c]
+                    for i in range(n):
+                        X[i, o + c] -= f * X[i, o + l]
+                d = 1.0 / Ld[a, c, c]
+                for i in range(n):
+                    X[i, o + c] *= d
+
+
+@njit(cache=True, inline="always")
+def _diagonal_block_inverse(Y, Ld, a, k1):
+    """``Y <- L_Da^{-T} Y L_Da^{-1}`` in place (``Y`` = ``I + E_a' G_a``, k1 x k1)."""
+    for r in range(k1):
+        for c in range(k1 - 1, -1, -1):
+            s = Y[r, c]
+            for l in range(c + 1, k1):
+                s -= Y[r, l] * Ld[a, l, c]
+            Y[r, c] = s / Ld[a, c, c]
+    for j in range(k1):
+        for c in range(k1 - 1, -1, -1):
+            s = Y[c, j]
+            for l in range(c + 1, k1):
+                s -= Ld[a, l, c] * Y[l, j]
+            Y[c, j] = s / Ld[a, c, c]
+
+
+@njit(cache=True)
+def _diagonal_blocks_dense(indptr, Ld, E, G, k1, Z):
+    """``M^{-1}[a, a] = L_Da^{-T} (I + E_a' G_a) L_Da^{-1}`` for every level, into ``Z``.
+
+    ``E`` and ``G = S^{-1} E`` are dense (``q2 x q1``); written at the positions of the
+    diagonal blocks' lower triangles in ``M``'s pattern.
+    """
+    m1 = Ld.shape[0]
+    n = E.shape[0]
+    Y = np.empty((k1, k1))
+    for a in range(m1):
+        o = a * k1
+        for c in range(k1):
+            for d in range(k1):
+                s = 1.0 if c == d else 0.0
+                for i in range(n):
+                    s += E[i, o + c] * G[i, o + d]
+                Y[c, d] = s
+        _diagonal_block_inverse(Y, Ld, a, k1)
+        for c in range(k1):
+            for r in range(c, k1):
+                Z[indptr[o + c] + (r - c)] = Y[r, c]
 
 
 @njit(cache=True, parallel=True)
@@ -240,7 +340,7 @@ def _selected_inverse_first_term(indptr, indices, Ld, E, Sinv, q1, k1, Z):
                 for t in range(nb):
                     s += E[o + t] * G[t, d]
                 Y[c, d] = s
-        # rows of G and of Y times L_Da^{-1}: x L = g, last column first
+        # rows of G times L_Da^{-1}: x L = g, last column first
         for t in range(nb):
             for c in range(k1 - 1, -1, -1):
                 s = G[t, c]
@@ -249,19 +349,7 @@ def _selected_inverse_first_term(indptr, indices, Ld, E, Sinv, q1, k1, Z):
                 G[t, c] = s / Ld[a, c, c]
             for c in range(k1):
                 Z[indptr[c0 + c] + (k1 - c) + t] = -G[t, c]
-        for r in range(k1):
-            for c in range(k1 - 1, -1, -1):
-                s = Y[r, c]
-                for l in range(c + 1, k1):
-                    s -= Y[r, l] * Ld[a, l, c]
-                Y[r, c] = s / Ld[a, c, c]
-        # then L_Da^{-T} times it: L' w = y column by column, last row first
-        for j in range(k1):
-            for c in range(k1 - 1, -1, -1):
-                s = Y[c, j]
-                for l in range(c + 1, k1):
-                    s -= Ld[a, l, c] * Y[l, j]
-                Y[c, j] = s / Ld[a, c, c]
+        _diagonal_block_inverse(Y, Ld, a, k1)
         for c in range(k1):
             for r in range(c, k1):
                 Z[indptr[c0 + c] + (r - c)] = Y[r, c]
@@ -317,6 +405,23 @@ def _dense_lower_solve(Lc, b, transpose):
             for l in range(i + 1, n):
                 s -= Lc[l, i] * b[l, j]
             b[i, j] = s / Lc[i, i]
+
+
+DENSE_COUPLING = 0.2
+"""Smallest fraction of structurally non-zero entries in the block ``B`` (the first term's
+levels against the other terms' random effects) for which :class:`DenseSchurCholesky`
+holds ``E`` densely and forms ``E E'`` with BLAS: the sparse sweep does ``rho^2`` of the
+dense flops but at a small fraction of BLAS's speed."""
+DENSE_COUPLING_BYTES = 1 << 28
+"""Largest dense ``E`` (and ``S^{-1} E``) in bytes, 256 MiB."""
+
+
+def dense_coupling(nnz_b: int, q1: int, q2: int) -> bool:
+    """Whether ``E`` should be dense: ``B`` at least :data:`DENSE_COUPLING` full and a
+    ``q2 x q1`` matrix within :data:`DENSE_COUPLING_BYTES`."""
+    size = q1 * q2
+    return (size > 0 and nnz_b >= DENSE_COUPLING * size
+            and 8 * size <= DENSE_COUPLING_BYTES)
 
 
 def schur_density(indptr: np.ndarray, indices: np.ndarray, q1: int, k1: int,
@@ -385,6 +490,12 @@ class DenseSchurCholesky:
         self._b_csr.sort_indices()
         self._csr_take = tagged.data.astype(np.int64) - 1
         self._b_pos = np.flatnonzero(self._bmask)
+        # B nearly dense (every level of the first term meets most levels of the others:
+        # subjects x items experiments): E held as a dense q2 x q1 matrix, S -= E E' by
+        # BLAS syrk (see dense_coupling)
+        self._Ed = None
+        if dense_coupling(self._b_rows.size, self.q1, self.q2):
+            self._Ed = np.zeros((self.q2, self.q1), order="F")
         self._logdet = float("nan")
         self.perm = np.arange(q)
         self.n_factorizations = 0
@@ -392,6 +503,9 @@ class DenseSchurCholesky:
 
     def factorize_values(self, data: np.ndarray) -> None:
         """Factor ``M`` given the values of its lower triangle in the analysed pattern."""
+        if self._Ed is not None:
+            self._factorize_dense_coupling(data)
+            return
         par = self.threads > 1 and self.q2 > 0
         ok = _eliminate_first_term(self.indptr, self.indices, data, self.q1, self.k1,
                                    self._Ld, self._E, self._S, not par)
@@ -418,6 +532,34 @@ class DenseSchurCholesky:
         self._logdet = ld
         self._selinv = None
         self.n_factorizations += 1
+
+    def _factorize_dense_coupling(self, data: np.ndarray) -> None:
+        """:meth:`factorize_values` with ``E = B L_D^{-T}`` dense and ``S = C - E E'`` by
+        BLAS ``syrk``."""
+        if not _factor_first_term(self.indptr, data, self.q1, self.k1, self._Ld):
+            raise np.linalg.LinAlgError("first-term block of M is not positive definite")
+        Ed = self._Ed
+        Ed[self._b_rows, self._b_cols] = data[self._b_pos]
+        _solve_blocks_right(self._Ld, Ed, True)
+        _fill_complement(self.indptr, self.indices, data, self.q1, self._S)
+        S = blas.dsyrk(-1.0, Ed, beta=1.0, c=self._S, lower=1, overwrite_c=1)
+        ld = 2.0 * float(np.sum(np.log(np.einsum("mii->mi", self._Ld))))
+        c, info = lapack.dpotrf(S, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("Schur complement is not positive definite")
+        self._S = c
+        ld += 2.0 * float(np.sum(np.log(np.diag(c))))
+        self._e_stale = True
+        self._logdet = ld
+        self._selinv = None
+        self.n_factorizations += 1
+
+    def _e_values(self) -> np.ndarray:
+        """``E`` at the positions of ``B``'s entries (as the sparse path stores it)."""
+        if self._Ed is not None and getattr(self, "_e_stale", False):
+            self._E[self._b_pos] = self._Ed[self._b_rows, self._b_cols]
+            self._e_stale = False
+        return self._E
 
     def logdet(self) -> float:
         """``log det M``."""
@@ -449,7 +591,8 @@ class DenseSchurCholesky:
         x1 = x[: self.q1]
         _block_solve(self._Ld, x1, False)
         if self.q2:
-            x[self.q1 :] = self._solve_S(x[self.q1 :] - self._b_csr @ x1, False)
+            Bx = self._Ed @ x1 if self._Ed is not None else self._b_csr @ x1
+            x[self.q1 :] = self._solve_S(x[self.q1 :] - Bx, False)
         return x[:, 0] if vec else x
 
     def solve_Lt(self, b: np.ndarray) -> np.ndarray:
@@ -458,7 +601,8 @@ class DenseSchurCholesky:
         if self.q2:
             x2 = self._solve_S(x[self.q1 :], True)
             x[self.q1 :] = x2
-            x[: self.q1] -= self._b_csr.T @ x2
+            x[: self.q1] -= (self._Ed.T @ x2 if self._Ed is not None
+                             else self._b_csr.T @ x2)
         x1 = np.ascontiguousarray(x[: self.q1])
         _block_solve(self._Ld, x1, True)
         x[: self.q1] = x1
@@ -474,7 +618,7 @@ class DenseSchurCholesky:
         a, r, c = np.nonzero(np.tril(np.ones((k1, k1), dtype=bool))[None].repeat(m1, 0))
         rows = [a * k1 + r, self._b_rows + self.q1]
         cols = [a * k1 + c, self._b_cols]
-        vals = [self._Ld[a, r, c], self._E[self._b_pos]]
+        vals = [self._Ld[a, r, c], self._e_values()[self._b_pos]]
         if self.q2:
             ii, jj = np.tril_indices(self.q2)
             rows.append(ii + self.q1)
@@ -502,8 +646,16 @@ class DenseSchurCholesky:
                 Sinv = np.zeros((0, 0))
             nz = int(self.indptr[self.q1])
             Z = np.zeros(nz)
-            _selected_inverse_first_term(self.indptr, self.indices, self._Ld, self._E, Sinv,
-                                         self.q1, self.k1, Z)
+            if self._Ed is not None:
+                # dense E: G = S^-1 E by BLAS; M^-1[rows, a] = -G_a L_Da^-1 and the
+                # diagonal blocks L_Da^-T (I + E_a' G_a) L_Da^-1
+                G = blas.dsymm(1.0, Sinv, self._Ed, lower=1)
+                _diagonal_blocks_dense(self.indptr, self._Ld, self._Ed, G, self.k1, Z)
+                _solve_blocks_right(self._Ld, G, False)
+                Z[self._b_pos] = -G[self._b_rows, self._b_cols]
+            else:
+                _selected_inverse_first_term(self.indptr, self.indices, self._Ld, self._E,
+                                             Sinv, self.q1, self.k1, Z)
             self._selinv = (self.indptr[: self.q1 + 1], self.indices[:nz], Z, Sinv)
         return self._selinv
 

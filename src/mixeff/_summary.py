@@ -1038,6 +1038,7 @@ class LmerSummary:
     def residual_quantiles(self) -> pd.Series:
         """Min, 1Q, Median, 3Q, Max of the scaled Pearson residuals (R's type 7)."""
         r = np.asarray(self.fit.residuals(type="pearson", scaled=True), dtype=float)
+        r = r[~np.isnan(r)]  # na_action="exclude" pads with NaN
         return pd.Series(quantile7(r), index=["Min", "1Q", "Median", "3Q", "Max"])
 
     def _vc_blocks(self) -> tuple[list[tuple[str, list[str], np.ndarray, np.ndarray]], float]:

@@ -332,6 +332,8 @@ def cooks_distance(fit: LmerFit, hat: pd.Series | np.ndarray | None = None) -> p
     """
     h = np.asarray(hat_values(fit) if hat is None else hat, dtype=np.float64)
     res = fit.residuals(type="pearson").to_numpy()
+    if fit.design.pad is not None:  # na_action="exclude": the used rows only
+        res = res[fit.design.pad[1]]
     p = fit.blocks.p
     with np.errstate(divide="ignore", invalid="ignore"):
         out = (res / (1.0 - h)) ** 2 * h / (fit.sigma**2 * p)

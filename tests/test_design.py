@@ -309,9 +309,12 @@ def test_nullable_and_boolean_columns(small):
     assert list(des.terms[0].levels) == ["False", "True"]
 
 
-def test_power_hint(small):
-    with pytest.raises(FormulaError, match=r"x\*\*2"):
-        build_design("y ~ I(x^2) + (1 | g)", small)
+def test_power_is_r_power(small):
+    """``^`` in code is R's power (issue 13): ``I(x^2)`` is ``I(x**2)``, not Python's XOR."""
+    a = build_design("y ~ I(x^2) + (1 | g)", small)
+    b = build_design("y ~ I(x**2) + (1 | g)", small)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_allclose(a.X[:, 1], small["x"].to_numpy() ** 2)
 
 
 # --------------------------------------------------------------------------------------
@@ -602,8 +605,13 @@ def test_numeric_fast_path_columns_named_like_literals():
     rng = np.random.default_rng(5)
     raw = {"1": pd.Series(rng.normal(size=20)), "x": pd.Series(rng.normal(size=20)),
            "Intercept": pd.Series(rng.normal(size=20))}
-    for spec in ["0 + `1`", "`1`:x", "Intercept + x"]:
+    for spec in ["0 + `1`", "`1`:x"]:
         assert _numeric_model_matrix(spec, raw, 20) is None
+    # a column named Intercept is a column beside the intercept (issue 19)
+    _, X, names = _numeric_model_matrix("Intercept + x", raw, 20)
+    assert names == ["Intercept", "`Intercept`", "x"]
+    np.testing.assert_array_equal(X[:, 0], 1.0)
+    np.testing.assert_array_equal(X[:, 1], raw["Intercept"].to_numpy())
     # where formulaic parses `1` as the literal, the fast path does too
     _, X, names = _numeric_model_matrix("x + `1`", raw, 20)
     assert names == ["Intercept", "x"]

@@ -85,6 +85,8 @@ def lmer(
     verbose: bool = False,
     blas_threads: int | None = 1,
     data_name: str | None = None,
+    allow_python: bool = False,
+    eval_env: dict | None = None,
     contrasts: dict[str, Any] | None = None,
     subset: Any = None,
     na_action: str = "omit",
@@ -137,6 +139,17 @@ def lmer(
         Name of the data shown by the summary (lme4's ``Data: sleepstudy`` line, the
         name R takes from the call) and in ``mixeff.anova``'s heading; kept as
         ``fit.data_name``. None (default): no such line.
+    allow_python
+        Evaluate the expressions of the formula (``I(...)``, ``{...}``, the response,
+        ``offset()``) as Python code, with Python's builtins and formulaic's transforms.
+        Off by default: the formula may come from a user, so its expressions are checked
+        against an allow-list (column names, numbers, arithmetic, comparisons, R's logic,
+        ``I``, ``C``/``factor``, ``log``, ``exp``, ``sqrt``, ``abs``, ``poly``, ``scale``,
+        ``center``, ``bs``, ``cr``, ``offset``, ``np.<elementwise maths>``) before
+        anything is evaluated, and anything else is a :class:`~mixeff.FormulaError`.
+    eval_env
+        Names (your own functions or constants) the formula's expressions may use;
+        implies ``allow_python=True``.
     contrasts
         Codings of categorical columns of the fixed part, as R's ``contrasts = list(...)``:
         ``{"recipe": "contr.sum"}`` with ``"contr.treatment"``, ``"contr.sum"``,
@@ -228,7 +241,8 @@ def lmer(
         fit = lmer_dask(formula, data, reml, weights, offset, optimizer=optimizer,
                         check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
                         verbose=verbose, blas_threads=blas_threads,
-                        memory_limit=memory_limit)
+                        memory_limit=memory_limit,
+                        allow_python=allow_python, eval_env=eval_env)
         if data_name is not None:
             fit.data_name = data_name
         _warn_convergence(fit)
@@ -236,7 +250,8 @@ def lmer(
     t0 = time.perf_counter()
     design = build_design(pf, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
-                          contrasts=contrasts, subset=subset, na_action=na_action)
+                          contrasts=contrasts, subset=subset, na_action=na_action,
+                          allow_python=allow_python, eval_env=eval_env)
     t_design = time.perf_counter() - t0
     fit = fit_design(design, reml=reml, optimizer=optimizer, verbose=verbose,
                      blas_threads=blas_threads, data_name=data_name,

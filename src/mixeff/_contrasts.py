@@ -240,7 +240,9 @@ class TermLayout:
 
 
 def _rename(name: str) -> str:
-    return "(Intercept)" if name == "Intercept" else str(name)
+    from ._design import _rename as rename  # one naming rule (a column named Intercept...)
+
+    return rename([name])[0]
 
 
 def term_layout(design) -> TermLayout:

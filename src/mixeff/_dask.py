@@ -163,13 +163,20 @@ class _Plan:
     order: list[int] = field(default_factory=list)
     nlev: list[int] = field(default_factory=list)   # storage order
     beta0: np.ndarray | None = None   # response shifted by X beta0 in the sums (precision)
+    allow_python: bool = False        # expressions as Python code (else the allow-list)
+    eval_env: Any = None              # extra names for them (allow_python only)
 
 
-def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=()) -> _Plan:
-    """Resolve the names of the formula against the columns (as build_design step 1)."""
+def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=(),
+               allow_python: bool = False, eval_env=None) -> _Plan:
+    """Resolve the names of the formula against the columns (as build_design step 1).
+
+    The expressions are checked against the allow-list here, in this process, before any
+    partition is evaluated (unless ``allow_python``); the workers check them again.
+    """
     from ._design import _formulaic_names, _is_numeric, resolve_names
 
-    cols, response_col, response_name = resolve_names(pf, meta)
+    cols, response_col, response_name = resolve_names(pf, meta, allow_python, eval_env)
     vec = {}
     for arg, what in ((weights, "weights"), (offset, "offset")):
         if arg is None:
@@ -189,8 +196,10 @@ def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=()) -> _Plan:
     cat_cols = [c for c in cols.numeric if not _is_numeric(meta[c].dtype)]
     for spec in [pf.fixed] + [t.expr for t in pf.random]:
         _, calls = _formulaic_names(spec)
-        if "C" in calls:
-            for c in _names_in_calls(spec, "C"):
+        for fname in ("C", "factor"):
+            if fname not in calls:
+                continue
+            for c in _names_in_calls(spec, fname):
                 if c in cols.names and c not in cat_cols:
                     cat_cols.append(c)
     used = list(cols.used)
@@ -203,7 +212,8 @@ def _make_plan(pf, meta: pd.DataFrame, weights, offset, extra_used=()) -> _Plan:
     return _Plan(pf=pf, response_col=response_col, response_name=response_name, used=used,
                  numeric=list(cols.numeric), floatcheck=floatcheck,
                  weights_col=vec["weights"], offset_col=vec["offset"],
-                 factor_cols=factor_cols, group_factors=group_factors, cat_cols=cat_cols)
+                 factor_cols=factor_cols, group_factors=group_factors, cat_cols=cat_cols,
+                 allow_python=allow_python, eval_env=eval_env)
 
 
 def _names_in_calls(spec: str, fname: str) -> list[str]:
@@ -413,7 +423,8 @@ def _finish_levels(plan: _Plan, meta: pd.DataFrame, lv: dict) -> None:
             proto[c] = np.resize(np.asarray(v), L)
     frame = pd.DataFrame(proto, index=pd.RangeIndex(L))
     text = plan.pf.text
-    mm, _ = _model_matrix(plan.pf.fixed, frame, "fixed-effects part", text, None)
+    mm, _ = _model_matrix(plan.pf.fixed, frame, "fixed-effects part", text, None,
+                          plan.allow_python, plan.eval_env)
     plan.fixed_spec = mm.model_spec
     plan.xnames_full = _rename(mm.columns)
     specs = [plan.fixed_spec]
@@ -424,7 +435,8 @@ def _finish_levels(plan: _Plan, meta: pd.DataFrame, lv: dict) -> None:
             plan.term_specs[term.expr] = None
             plan.term_colnames[term.expr] = ["(Intercept)"]
             continue
-        tm, Z = _model_matrix(term.expr, frame, "random-effects expression", text, term.start)
+        tm, Z = _model_matrix(term.expr, frame, "random-effects expression", text, term.start,
+                              plan.allow_python, plan.eval_env)
         if Z.shape[1] == 0:
             raise FormulaError(f"random-effects term ({term.expr} | {term.label}) has no "
                                "columns", text, term.start)
@@ -459,8 +471,11 @@ def _finish_levels(plan: _Plan, meta: pd.DataFrame, lv: dict) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _spec_matrix(spec, frame: pd.DataFrame, what: str) -> np.ndarray:
-    mm = spec.get_model_matrix(frame, na_action="ignore")
+def _spec_matrix(spec, frame: pd.DataFrame, what: str, env=None) -> np.ndarray:
+    from ._expr import materializer
+
+    materializer()  # registered in this (worker) process before the spec names it
+    mm = spec.get_model_matrix(frame, na_action="ignore", context=dict(env or {}))
     values = np.empty(mm.shape, dtype=np.float64, order="F")
     for j in range(mm.shape[1]):
         try:
@@ -511,7 +526,7 @@ def _evaluate_rows(df: pd.DataFrame, plan: _Plan) -> _Rows:
     frame = pd.DataFrame(frame_cols, index=pd.RangeIndex(n))
     pf = plan.pf
     text = pf.text
-    ns = _Namespace(raw)
+    ns = _Namespace(raw, plan.allow_python, plan.eval_env)
     tilde = text.find("~")
     if plan.response_col is not None:
         y = np.asarray(raw[plan.response_col], dtype=np.float64)
@@ -525,7 +540,7 @@ def _evaluate_rows(df: pd.DataFrame, plan: _Plan) -> _Rows:
         pos = text.find(expr, tilde)
         v = _eval_python(expr, ns, n, "offset", text, pos if pos >= 0 else None)
         off = v if off is None else off + v
-    X = _spec_matrix(plan.fixed_spec, frame, "fixed-effects part") if n else \
+    X = _spec_matrix(plan.fixed_spec, frame, "fixed-effects part", plan.eval_env) if n else \
         np.zeros((0, len(plan.xnames_full)))
     mats: dict[str, np.ndarray] = {}
     for expr, spec in plan.term_specs.items():
@@ -533,7 +548,8 @@ def _evaluate_rows(df: pd.DataFrame, plan: _Plan) -> _Rows:
             mats[expr] = np.ones((n, len(plan.term_colnames[expr])))
         else:
             mats[expr] = np.ascontiguousarray(_spec_matrix(spec, frame, "random-effects "
-                                                           f"expression {expr!r}"))
+                                                           f"expression {expr!r}",
+                                                           plan.eval_env))
     bad = np.zeros(n, dtype=bool)
     checks = [("response", y)] + ([("offset", off)] if off is not None else [])
     checks += [(f"fixed-effects column {nm!r}", X[:, j])
@@ -681,7 +697,8 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
               optimizer: str = "auto", check_nlev: str = "stop",
               check_nobs_vs_nre: str = "stop", verbose: bool = False,
               blas_threads: int | None = 1, split_every: int = _SPLIT_EVERY,
-              extra_used: tuple[str, ...] = (), memory_limit=None):
+              extra_used: tuple[str, ...] = (), memory_limit=None,
+              allow_python: bool = False, eval_env=None):
     """Fit a linear mixed model to a Dask DataFrame (or Parquet files), as :func:`lmer`.
 
     The rows are evaluated and summed on the Dask workers of the active scheduler; only
@@ -715,7 +732,10 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
     if not pf.random:
         raise FormulaError("no random-effects terms in the formula; use mixeff.lm",
                            pf.text, None)
-    plan = _make_plan(pf, meta, weights, offset, extra_used)
+    from ._design import allow_python_arg
+
+    allow_python = allow_python_arg(allow_python, eval_env)
+    plan = _make_plan(pf, meta, weights, offset, extra_used, allow_python, eval_env)
     work = ddf[plan.used]
 
     lv = _tree_reduce(work, _levels_chunk, _levels_combine, plan, split_every)
@@ -813,7 +833,7 @@ def lmer_dask(formula, data, reml: bool = True, weights=None, offset=None, *,
                     X=_standin_x(R[:, keep], xsum, n), xnames=xnames, dropped_xnames=dropped,
                     terms=terms_formula, weights=None, offset=None,
                     n_dropped=n_rows - n, row_index=pd.RangeIndex(0), messages=messages,
-                    fixed_spec=plan.fixed_spec)
+                    fixed_spec=plan.fixed_spec, allow_python=allow_python, eval_env=eval_env)
     t3 = time.perf_counter()
     with _blas_limit(blas_threads):
         obj = LmmObjective(blocks, reml=reml, memory_limit=memory_limit)

@@ -25,7 +25,6 @@ Level order of grouping factors
 
 from __future__ import annotations
 
-import ast
 import builtins
 import functools
 import os
@@ -125,6 +124,9 @@ class Design:
     fixed_spec
         formulaic ``ModelSpec`` of the fixed part (before dropping columns), to build
         ``X`` for new data.
+    allow_python, eval_env
+        How the formula's expressions were evaluated (see :func:`build_design`); new data
+        are evaluated the same way.
     dropped_coef
         ``(p, d)`` least-squares coefficients of the dropped columns on the kept ones
         (``X_dropped ~ X dropped_coef``; the rank rule makes the residual at most
@@ -154,6 +156,8 @@ class Design:
     row_index: pd.Index
     messages: list[str] = field(default_factory=list)
     fixed_spec: object = None
+    allow_python: bool = False
+    eval_env: Mapping[str, Any] | None = None
     dropped_coef: np.ndarray | None = None
     codings: dict = field(default_factory=dict)
     pad: tuple[pd.Index, np.ndarray] | None = None
@@ -181,7 +185,9 @@ def _transforms() -> dict[str, Any]:
 
 
 def _known_function(name: str) -> bool:
-    return name in _transforms() or hasattr(builtins, name)
+    from ._expr import functions
+
+    return name in functions() or name in _transforms() or hasattr(builtins, name)
 
 
 def _find_name(text: str, name: str, start: int = 0, end: int | None = None) -> int | None:
@@ -212,15 +218,10 @@ def _python_names(expr: str) -> tuple[list[str], list[str]]:
 
 @functools.lru_cache(maxsize=512)
 def _python_names_cached(expr: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    code, quoted = _unquote(expr)
-    tree = ast.parse(code, mode="eval")
-    funcs = {id(node.func) for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    names = sorted((node.col_offset, quoted.get(node.id, node.id), id(node) in funcs)
-                   for node in ast.walk(tree) if isinstance(node, ast.Name))
-    values = tuple(dict.fromkeys(nm for _, nm, is_f in names if not is_f))
-    calls = tuple(dict.fromkeys(nm for _, nm, is_f in names if is_f))
-    return values, calls
+    from ._expr import check
+
+    chk = check(expr)  # SyntaxError for code that does not parse
+    return chk.values, tuple(c for c in chk.calls if "." not in c)
 
 
 def _formulaic_names(spec: str) -> tuple[list[str], list[str]]:
@@ -239,6 +240,14 @@ def _formula_terms(spec: str) -> tuple:
     from formulaic import Formula
 
     return tuple(Formula(spec))
+
+
+@functools.lru_cache(maxsize=512)
+def _formulaic_python(spec: str) -> tuple[str, ...]:
+    """The Python-code factors of a formulaic formula (``I(x**2)``, ``C(f)``...)."""
+    return tuple(dict.fromkeys(
+        factor.expr for term in _formula_terms(spec) for factor in term.factors
+        if getattr(factor.eval_method, "value", str(factor.eval_method)) == "python"))
 
 
 @functools.lru_cache(maxsize=512)
@@ -261,14 +270,22 @@ def _formulaic_names_cached(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]
 
 
 class _Columns:
-    """Lookup of data columns by name, with positioned errors for unknown names."""
+    """Lookup of data columns by name, with positioned errors for unknown names.
 
-    def __init__(self, data: pd.DataFrame, formula: ParsedFormula):
+    Unless ``allow_python``, every expression is also checked against the allow-list of
+    :mod:`mixeff._expr` here, before anything is evaluated, and every name used as a
+    value must be a column (or R's ``T``, ``F``, ``pi``, ``Inf``).
+    """
+
+    def __init__(self, data: pd.DataFrame, formula: ParsedFormula,
+                 allow_python: bool = False, env: Mapping[str, Any] | None = None):
         self.data = data
         self.text = formula.text
         self.names = {c for c in data.columns if isinstance(c, str)}
         self.used: dict[str, None] = {}
         self.numeric: dict[str, None] = {}
+        self.allow_python = allow_python
+        self.env = env or {}
 
     def require(self, name: str, start: int, end: int | None, what: str,
                 numeric: bool = True) -> None:
@@ -288,33 +305,61 @@ class _Columns:
             self.numeric[name] = None
 
     def python(self, expr: str, start: int, end: int | None, what: str) -> None:
+        if not self.allow_python:
+            from ._expr import refused
+
+            refused(expr, self.text, start, what)
         self._check(*_python_names(expr), start, end, what)
 
     def formulaic(self, spec: str, start: int, end: int | None, what: str) -> None:
+        if not self.allow_python:
+            from ._expr import refused
+
+            for expr in _formulaic_python(spec):
+                refused(expr, self.text, start, what)
         self._check(*_formulaic_names(spec), start, end, what)
 
     def _check(self, values: list[str], calls: list[str], start: int, end: int | None,
                what: str) -> None:
-        values = [nm for nm in values if nm in self.names
-                  or nm not in _transforms() and not hasattr(builtins, nm)]
+        from ._expr import CONSTANTS, VALUE_NAMES
+
+        if self.allow_python:
+            values = [nm for nm in values if nm in self.names
+                      or nm not in _transforms() and not hasattr(builtins, nm)
+                      and nm not in CONSTANTS and nm not in self.env]
+        else:
+            values = [nm for nm in values if nm in self.names or nm not in VALUE_NAMES]
         values.sort(key=lambda v: _find_name(self.text, v, start, end) or 0)
         for nm in values:
             self.require(nm, start, end, f"variable in {what}")
         for nm in calls:
-            if nm not in self.names and not _known_function(nm):
+            if nm not in self.names and not _known_function(nm) and nm not in self.env:
                 pos = _find_name(self.text, nm, start, end)
                 raise FormulaError(f"unknown function {nm!r} in {what}", self.text, pos)
 
 
 class _Namespace(Mapping):
-    """Evaluation namespace of Python expressions: columns, formulaic transforms, builtins."""
+    """Evaluation namespace of Python expressions.
 
-    def __init__(self, columns: Mapping[str, Any]):
+    Safe (default): the columns and the names of :mod:`mixeff._expr`'s allow-list only.
+    ``allow_python``: the columns, ``env``, formulaic's transforms and Python's builtins.
+    """
+
+    def __init__(self, columns: Mapping[str, Any], allow_python: bool = False,
+                 env: Mapping[str, Any] | None = None):
         self.columns = columns
+        self.allow_python = allow_python
+        self.env = env
 
     def __getitem__(self, key: str) -> Any:
         if key in self.columns:
             return self.columns[key]
+        if not self.allow_python:
+            from ._expr import safe_names
+
+            return safe_names()[key]
+        if self.env is not None and key in self.env:
+            return self.env[key]
         tr = _transforms()
         if key in tr:
             return tr[key]
@@ -549,19 +594,42 @@ class _Evaluated:
     mats: dict[str, tuple[np.ndarray, list[str]]]
 
 
+_Q_RE = re.compile(r"Q\('((?:[^'\\]|\\.)*)'\)")
+
+
 def _rename(names: Sequence[str]) -> list[str]:
-    return ["(Intercept)" if nm == "Intercept" else str(nm) for nm in names]
+    """formulaic's column names as mixeff shows them: ``(Intercept)`` for the intercept,
+    ``Intercept`` for a data column of that name, and a column looked up by name
+    (``Q('1')``: a keyword-named column in code, a back-quoted number) in back quotes."""
+    from ._expr import INTERCEPT_COLUMN
+
+    out = []
+    for nm in names:
+        nm = str(nm)
+        if nm == "Intercept":
+            out.append("(Intercept)")
+        elif nm == INTERCEPT_COLUMN:
+            out.append("Intercept")
+        else:
+            if "Q('" in nm:
+                nm = _Q_RE.sub(lambda m: f"`{m.group(1)}`", nm)
+            out.append(nm)
+    return out
 
 
 def _eval_python(expr: str, ns: _Namespace, n: int, what: str, text: str,
                  pos: int | None) -> np.ndarray:
-    """Evaluate a Python expression on the used rows; numeric float64 (n,)."""
-    code, quoted = _unquote(expr)
+    """Evaluate a Python expression on the used rows; numeric float64 (n,).
+
+    Through :func:`mixeff._expr.evaluate`: the allow-list and a closed namespace unless
+    ``ns.allow_python``.
+    """
+    from ._expr import evaluate
+
     try:
-        if quoted:
-            ns = _Namespace({**ns.columns, **{k: ns[v] for k, v in quoted.items()}})
-        value = eval(compile(code, "<formula>", "eval"),  # noqa: S307
-                     {"__builtins__": builtins.__dict__}, ns)
+        value = evaluate(expr, ns.columns, ns.allow_python, ns.env)
+    except FormulaError as exc:
+        raise FormulaError(str(exc), text, pos) from None
     except Exception as exc:
         raise FormulaError(f"cannot evaluate {what} {expr!r}: {type(exc).__name__}: {exc}",
                            text, pos) from None
@@ -586,15 +654,33 @@ def _eval_python(expr: str, ns: _Namespace, n: int, what: str, text: str,
     return arr
 
 
-def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int | None):
-    from formulaic import model_matrix
+def formulaic_matrix(spec: Any, frame: pd.DataFrame, allow_python: bool = False,
+                     env: Mapping[str, Any] | None = None, **kwargs: Any):
+    """formulaic's ``model_matrix`` through mixeff's materializer (the allow-list, or with
+    ``allow_python`` formulaic's own evaluation with the names of ``env``)."""
+    from formulaic import ModelSpec, model_matrix
 
+    from ._expr import materializer
+
+    mat = materializer()
+    if isinstance(spec, ModelSpec):
+        return model_matrix(spec, frame, context=dict(env or {}), **kwargs)
+    return model_matrix(spec, frame, context=dict(env or {}), materializer=mat,
+                        materializer_params={"allow_python": bool(allow_python)}, **kwargs)
+
+
+def _model_matrix(spec: str, frame: pd.DataFrame, what: str, text: str, pos: int | None,
+                  allow_python: bool = False, env: Mapping[str, Any] | None = None):
     try:
-        mm = model_matrix(spec, frame, na_action="ignore", context={})
+        mm = formulaic_matrix(spec, frame, allow_python, env, na_action="ignore")
     except Exception as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, FormulaError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, FormulaError):
+            raise FormulaError(str(cause), text, pos) from None
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("\n\n", 1)[0]
-        hint = " (in Python code write x**2 for a power, not x^2)" if "^" in msg else ""
-        raise FormulaError(f"cannot evaluate {what} {spec!r} on the data: {msg}{hint}",
+        raise FormulaError(f"cannot evaluate {what} {spec!r} on the data: {msg}",
                            text, pos) from None
     if mm.ndim != 2 or mm.shape[0] != len(frame):
         raise DataError(f"{what} {spec!r} did not give one row per observation")
@@ -625,11 +711,9 @@ def _numeric_plan(spec: str, dtypes: tuple[tuple[str, str], ...]):
     made once per (formula, dtypes) from a one-row frame. Returns the spec (None when
     formulaic cannot make it) and, per column, its name and the names of its factors.
     """
-    from formulaic import model_matrix
-
     frame = pd.DataFrame({c: np.ones(1, dtype=np.dtype(d)) for c, d in dtypes})
     try:
-        spec_obj = model_matrix(spec, frame, na_action="ignore", context={}).model_spec
+        spec_obj = formulaic_matrix(spec, frame, na_action="ignore").model_spec
     except Exception:  # noqa: BLE001 - the general path reports formulaic's error
         return None
     plan = []
@@ -691,9 +775,10 @@ def _numeric_model_matrix(spec: str, raw: Mapping[str, Any], n: int):
 
 def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: Callable[[], pd.DataFrame],
               n: int, response_col: str | None, offset_arr: np.ndarray | None,
-              term_pos: list[int]) -> _Evaluated:
+              term_pos: list[int], allow_python: bool = False,
+              env: Mapping[str, Any] | None = None) -> _Evaluated:
     text = pf.text
-    ns = _Namespace(raw)
+    ns = _Namespace(raw, allow_python, env)
     tilde = text.find("~")
     if response_col is not None:
         y = np.asarray(raw[response_col], dtype=np.float64)
@@ -709,7 +794,8 @@ def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: Callable[[], pd.Dat
     if fast is not None:
         spec, X, xnames = fast
     else:
-        mm, X = _model_matrix(pf.fixed, frame(), "fixed-effects part", text, None)
+        mm, X = _model_matrix(pf.fixed, frame(), "fixed-effects part", text, None,
+                              allow_python, env)
         spec, xnames = mm.model_spec, list(mm.columns)
     mats: dict[str, tuple[np.ndarray, list[str]]] = {}
     for term, pos in zip(pf.random, term_pos, strict=True):
@@ -723,7 +809,7 @@ def _evaluate(pf: ParsedFormula, raw: dict[str, Any], frame: Callable[[], pd.Dat
             _, Z, znames = fast
         else:
             tm, Z = _model_matrix(term.expr, frame(), "random-effects expression", text,
-                                  pos)
+                                  pos, allow_python, env)
             znames = list(tm.columns)
         if Z.shape[1] == 0:
             raise FormulaError(f"random-effects term ({term.expr} | {term.label}) has no "
@@ -763,6 +849,8 @@ def build_design(
     offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
     check_nlev: str = "stop",
     check_nobs_vs_nre: str = "stop",
+    allow_python: bool = False,
+    eval_env: Mapping[str, Any] | None = None,
     contrasts: Mapping[str, Any] | None = None,
     subset: Any = None,
     na_action: str = "omit",
@@ -788,6 +876,14 @@ def build_design(
     check_nobs_vs_nre
         ``"stop"``, ``"warning"`` or ``"ignore"``: a term with at least as many random
         effects as observations (lme4's ``check.nobs.vs.nRE``).
+    allow_python
+        Evaluate the formula's expressions as Python code (builtins, formulaic's
+        transforms, the names of ``eval_env``) instead of over the allow-list of
+        :mod:`mixeff._expr` (column names, numbers, arithmetic, comparisons, logic and the
+        documented transforms only). Off by default: a formula is user input.
+    eval_env
+        Extra names (your own functions, constants) for the formula's expressions;
+        giving it implies ``allow_python=True``.
     contrasts
         Column -> R contrast name (``"contr.treatment"``, ``"contr.sum"``,
         ``"contr.helmert"``, ``"contr.poly"``, ``"contr.SAS"``), for categorical columns
@@ -823,6 +919,7 @@ def build_design(
         raise DataError(f"data {os.fspath(data)!r} is a path but not of Parquet data (a "
                         ".parquet file, a directory of them or a glob): read other files "
                         "first (pandas.read_csv) and pass the DataFrame")
+    allow_python = allow_python_arg(allow_python, eval_env)
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if data.shape[0] == 0 or data.shape[1] == 0:
@@ -830,7 +927,7 @@ def build_design(
     n_data = len(data)
 
     # 1. names ---------------------------------------------------------------------------
-    cols, response_col, response_name = resolve_names(pf, data)
+    cols, response_col, response_name = resolve_names(pf, data, allow_python, eval_env)
     term_pos = [term.start for term in pf.random]
     w_full = _vector_arg(weights, "weights", data, cols)
     o_full = _vector_arg(offset, "offset", data, cols)
@@ -902,7 +999,8 @@ def build_design(
             {c: _for_formulaic(s) for c, s in raw.items()}, index=pd.RangeIndex(n)))
         o_arr = None if o_full is None else o_full[rows]
         coding = _fixed_coding(pf, raw, frame, contrasts)
-        ev = _evaluate(_coded(pf, coding), raw, frame, n, response_col, o_arr, term_pos)
+        ev = _evaluate(_coded(pf, coding), raw, frame, n, response_col, o_arr, term_pos,
+                       allow_python, eval_env)
         bad = _nonfinite(ev, response_name)
         if not bad.any():
             break
@@ -987,7 +1085,18 @@ def build_design(
                   dropped_xnames=dropped, terms=terms, weights=w, offset=off,
                   n_dropped=n_dropped, row_index=data.index[rows], messages=messages,
                   fixed_spec=ev.spec, dropped_coef=dropped_coef, codings=coding,
-                  pad=_padding(data.index, insub, rows, na_action))
+                  pad=_padding(data.index, insub, rows, na_action),
+                  allow_python=allow_python, eval_env=eval_env)
+
+
+def allow_python_arg(allow_python: Any, eval_env: Any) -> bool:
+    """The checked ``allow_python=`` flag (``eval_env=`` implies it)."""
+    if not isinstance(allow_python, (bool, np.bool_)):
+        raise DataError(f"allow_python must be True or False, not {allow_python!r}")
+    if eval_env is not None and not isinstance(eval_env, Mapping):
+        raise DataError("eval_env must be a mapping of names to values (e.g. a dict), not "
+                        f"{type(eval_env).__name__}")
+    return bool(allow_python) or eval_env is not None
 
 
 def row_series(design: Design, values: np.ndarray, name: str) -> pd.Series:
@@ -1170,17 +1279,20 @@ def _run_checks(terms: list[ReTermDesign], n: int, check_nlev: str, check_nobs_v
                      messages)
 
 
-def resolve_names(pf: ParsedFormula, data: pd.DataFrame) -> tuple[_Columns, str | None, str]:
+def resolve_names(pf: ParsedFormula, data: pd.DataFrame, allow_python: bool = False,
+                  env: Mapping[str, Any] | None = None) -> tuple[_Columns, str | None, str]:
     """Check every name of the formula against the columns of ``data`` (or of a frame
     with the same columns and dtypes, e.g. a Dask frame's ``meta``).
 
     Returns the column lookup (with the columns used, and those used as numbers), the
     response's column (None for an expression) and the response's name. Unknown names
-    raise a :class:`FormulaError` at their position in the formula.
+    raise a :class:`FormulaError` at their position in the formula; so do expressions
+    outside the allow-list of :mod:`mixeff._expr` unless ``allow_python`` (nothing is
+    evaluated here).
     """
     text = pf.text
     tilde = text.find("~")
-    cols = _Columns(data, pf)
+    cols = _Columns(data, pf, allow_python, env)
     m = _BACKTICK_RE.match(pf.response)
     response_col: str | None = None
     if m or pf.response in cols.names:

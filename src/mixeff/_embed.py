@@ -189,14 +189,12 @@ def _expr(colnames: list[str]) -> str:
 
 def _fixed_spec(X: np.ndarray, xnames: list[str], fixed: str) -> Any:
     """A formulaic ``ModelSpec`` of the synthetic fixed part (None when it cannot be made)."""
-    from formulaic import model_matrix
-
-    from ._design import _rename
+    from ._design import _rename, formulaic_matrix
 
     frame = pd.DataFrame({nm: X[:, j] for j, nm in enumerate(xnames) if nm != "(Intercept)"},
                          index=pd.RangeIndex(X.shape[0]))
     try:
-        mm = model_matrix(fixed, frame, na_action="ignore", context={})
+        mm = formulaic_matrix(fixed, frame, na_action="ignore")
     except Exception:  # noqa: BLE001 - names formulaic cannot read: no spec, no anova
         return None
     return mm.model_spec if _rename(mm.columns) == xnames else None

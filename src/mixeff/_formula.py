@@ -10,15 +10,18 @@ expanded as lme4 does:
   ``(1 + x || g)`` is ``(1 | g) + (0 + x | g)`` (the intercept is implied as usual);
 * ``(expr | a/b)`` is ``(expr | a) + (expr | b:a)``; ``(expr | a/b/c)`` adds ``c:b:a``
   (outer factor first; lme4 labels the nested term ``b:a``);
-* ``(expr | a:b)`` is one term whose grouping factor is the interaction of ``a`` and ``b``.
+* ``(expr | a:b)`` is one term whose grouping factor is the interaction of ``a`` and ``b``;
+* a bar outside parentheses binds loosest, as in R: ``Yield ~ 1 | Batch`` is
+  ``Yield ~ (1 | Batch)`` and ``y ~ x | g`` is ``y ~ 1 + (x | g)``.
 
 Nothing is evaluated on data here; the fixed part and each random-term expression are
 checked to be valid formulaic formulas. Every problem is reported as a
 :class:`~mixeff._errors.FormulaError` carrying the 0-based position of the fault.
 
-Python code in the formula (function arguments, ``{...}`` blocks, the response and the
-offset expressions) follows formulaic's conventions; a ``|`` is only accepted as the bar of
-a random-effects term or inside ``{...}``.
+Code in the formula (function arguments, ``{...}`` blocks, the response and the offset
+expressions) is read as R reads it and translated to Python first
+(:func:`mixeff._expr.translate`: ``I(x^2)`` is a power, ``TRUE``/``FALSE``, ``%in%``,
+R's ``&``/``|``/``!``); a ``|`` outside code is the bar of a random-effects term.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._errors import FormulaError
 
@@ -59,7 +62,8 @@ class RandomTerm:
         lme4's name of the grouping factor: ``"Subject"``, ``"recipe:replicate"``; the
         inner term of ``(1 | a/b)`` is ``"b:a"`` with factors ``("b", "a")``.
     start
-        0-based offset of the ``(`` that encloses the term's bar in the original formula.
+        0-based offset of the ``(`` that encloses the term's bar in the original formula
+        (of the ``~`` for a bar term without parentheses, ``y ~ x | g``).
     """
 
     expr: str
@@ -414,8 +418,40 @@ def parse_formula(text: str) -> ParsedFormula:
 
 @functools.lru_cache(maxsize=256)
 def _parse_cached(text: str) -> ParsedFormula:
-    """:func:`_parse`, once per formula text (the result is immutable; errors not kept)."""
-    return _parse(text)
+    """:func:`_parse`, once per formula text (the result is immutable; errors not kept).
+
+    The code regions (the response, calls' arguments, ``{...}`` blocks) are first read as
+    R reads them (:func:`mixeff._expr.translate`: ``^`` is the power, ``TRUE``, ``%in%``,
+    R's logic, keyword-named columns); errors are positioned in the text as written.
+    """
+    python, posmap = _to_python(text)
+    if python == text:
+        return _parse(text)
+    try:
+        pf = _parse(python)
+    except FormulaError as exc:
+        pos = exc.position
+        if pos is not None and posmap:
+            pos = posmap[max(0, min(pos, len(posmap) - 1))] if pos < len(posmap) else len(text)
+        msg = str(exc).split(" at position ", 1)[0].split(" in formula ", 1)[0]
+        raise FormulaError(msg, text, pos) from None
+    terms = tuple(replace(t, start=posmap[t.start] if t.start < len(posmap) else t.start)
+                  for t in pf.random)
+    return replace(pf, text=text, random=terms)
+
+
+def _to_python(text: str) -> tuple[str, list[int]]:
+    """The formula with its code regions translated from R (see :mod:`mixeff._expr`)."""
+    from ._expr import translate
+
+    try:
+        sc = _scan(text)
+    except FormulaError:
+        return text, []  # _parse reports the fault
+    tilde = next((i for i in range(len(text))
+                  if sc.masked[i] == "~" and sc.depth[i] == 0), len(text))
+    in_code = [sc.in_code[i] or i < tilde for i in range(len(text))]
+    return translate(text, in_code)
 
 
 def _parse(text: str) -> ParsedFormula:
@@ -453,6 +489,18 @@ def _parse(text: str) -> ParsedFormula:
     rs, re_ = _strip_span(text, tilde + 1, n)
     if rs == re_:
         raise FormulaError("formula has no terms after '~'", text, rs)
+
+    # a bar outside parentheses binds loosest, as in R: ``y ~ x | g`` is ``y ~ 1 + (x | g)``
+    top = [i for i in bars if sc.depth[i] == 0]
+    if top:
+        _check_python(response, ls, text, "response")
+        for mo in _NESTED_OFFSET_RE.finditer(masked, tilde, top[0]):
+            if not _in_brace(sc, mo.start()):
+                raise FormulaError("offset() cannot be part of a random-effects term; write "
+                                   "y ~ offset(z) + (x | g)", text, mo.start())
+        terms = _parse_bar_term(sc, tilde, n, top)
+        return ParsedFormula(text=text, response=response, fixed="1", random=tuple(terms),
+                             offset_exprs=())
 
     # split the right-hand side into top-level summands at '+' and '-'
     pieces: list[tuple[str, int, int, int]] = []  # (op, op_pos, start, end)

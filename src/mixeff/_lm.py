@@ -32,7 +32,8 @@ def lm(formula: str, data: pd.DataFrame,
        weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
        offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
        data_name: str | None = None, *, contrasts: dict[str, Any] | None = None,
-       subset: Any = None, na_action: str = "omit", names: str | None = None) -> LmFit:
+       subset: Any = None, na_action: str = "omit", names: str | None = None,
+       allow_python: bool = False, eval_env: dict | None = None) -> LmFit:
     """Fit a linear model by (weighted) least squares, as R's ``lm``.
 
     Parameters
@@ -54,6 +55,10 @@ def lm(formula: str, data: pd.DataFrame,
         As for :func:`mixeff.lmer`: R's ``contrasts = list(...)``, ``subset =``,
         ``na.action`` (``"omit"``, ``"exclude"``, ``"fail"``) and R's coefficient names
         (``names="R"``).
+    allow_python, eval_env
+        Evaluate the formula's expressions as Python code (``eval_env``: extra names,
+        implies ``allow_python=True``) instead of over mixeff's allow-list; off by
+        default (see :func:`mixeff.lmer`).
 
     Returns
     -------
@@ -65,7 +70,8 @@ def lm(formula: str, data: pd.DataFrame,
 
     names = resolve_names(names)
     design = build_design(formula, data, weights=weights, offset=offset,
-                          contrasts=contrasts, subset=subset, na_action=na_action)
+                          contrasts=contrasts, subset=subset, na_action=na_action,
+                          allow_python=allow_python, eval_env=eval_env)
     if design.terms:
         raise FormulaError("lm() takes no random-effects terms (use lmer())",
                            design.formula.text, None)

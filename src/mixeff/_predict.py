@@ -179,12 +179,13 @@ class _NewData:
 
     def variables(self, values: list[str], what: str) -> list[str]:
         from ._design import _known_function
+        from ._expr import CONSTANTS
 
         out = []
         for nm in values:
             if nm in self.names:
                 out.append(nm)
-            elif not _known_function(nm):
+            elif not _known_function(nm) and nm not in CONSTANTS:
                 raise DataError(f"newdata has no column {nm!r} (needed by {what})")
         return out
 
@@ -243,15 +244,22 @@ def _check_categories(spec: Any, nd: _NewData) -> None:
                             f"{_show(list(seen))})")
 
 
-def _materialize(spec: Any, frame: pd.DataFrame, what: str) -> pd.DataFrame:
-    """``model_matrix(spec, frame)``; unseen categories become errors, not zeros."""
-    from formulaic import model_matrix
+def _materialize(spec: Any, frame: pd.DataFrame, what: str, env: Any = None) -> pd.DataFrame:
+    """``model_matrix(spec, frame)``; unseen categories become errors, not zeros.
+
+    The spec's materializer evaluates as the fit did (mixeff's allow-list, or with
+    ``allow_python`` Python with the fit's ``eval_env``).
+    """
     from formulaic.errors import DataMismatchWarning
+
+    from ._design import formulaic_matrix
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataMismatchWarning)
         try:
-            mm = model_matrix(spec, frame)
+            mm = formulaic_matrix(spec, frame, env=env)
+        except FormulaError:
+            raise
         except Exception as exc:
             msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("\n\n", 1)[0]
             raise DataError(f"cannot evaluate {what} on newdata: {msg}") from None
@@ -282,7 +290,7 @@ def _new_fixed(fit: LmerFit, nd: _NewData) -> np.ndarray:
     cols = nd.variables(_formulaic_names(d.formula.fixed)[0], what)
     frame = nd.frame(cols, what)
     _check_categories(spec, nd)
-    mm = _materialize(spec, frame, what)
+    mm = _materialize(spec, frame, what, d.eval_env)
     names = _rename(mm.columns)
     where = {nm: j for j, nm in enumerate(names)}
     missing = [nm for nm in d.xnames if nm not in where]
@@ -302,7 +310,7 @@ def _new_offset(fit: LmerFit, nd: _NewData) -> np.ndarray:
     for expr in pf.offset_exprs:
         what = f"offset({expr})"
         cols = nd.variables(_python_names(expr)[0], what)
-        ns = _Namespace(nd.raw(cols, what))
+        ns = _Namespace(nd.raw(cols, what), fit.design.allow_python, fit.design.eval_env)
         off = off + _eval_python(expr, ns, nd.n, "offset", pf.text, None)
     if fit.design.offset is not None and not pf.offset_exprs:
         warnings.warn("the fit's offset= argument is not applied to newdata (as in lme4); "
@@ -381,11 +389,15 @@ def _re_matrix(fit: LmerFit, nd: _NewData, term: RandomTerm) -> tuple[np.ndarray
     what = f"random-effects term ({term.expr} | {term.label})"
     cols = nd.variables(_formulaic_names(term.expr)[0], what)
     frame = nd.frame(cols, what)
+    from ._expr import materializer
+
     fixed = fit.design.fixed_spec
-    spec = ModelSpec(formula=term.expr, materializer="pandas", na_action="ignore",
+    materializer()
+    spec = ModelSpec(formula=term.expr, materializer="mixeff", na_action="ignore",
+                     materializer_params={"allow_python": bool(fit.design.allow_python)},
                      encoder_state=dict(getattr(fixed, "encoder_state", None) or {}),
                      transform_state=dict(getattr(fixed, "transform_state", None) or {}))
-    mm = _materialize(spec, frame, what)
+    mm = _materialize(spec, frame, what, fit.design.eval_env)
     state = getattr(mm.model_spec, "transform_state", {}) or {}
     known = getattr(fixed, "transform_state", {}) or {}
     fresh = [k for k in state if k not in known]
@@ -821,10 +833,11 @@ def update_formula(old: ParsedFormula, new: str) -> str:
         The formula text. Random-effects terms are removed when they expand to the same
         terms as the subtracted one (``(Days | g)`` matches ``(1 + Days | g)``).
     """
-    from ._formula import _scan
+    from ._formula import _scan, _to_python
 
     if not isinstance(new, str):
         raise FormulaError(f"formula must be a string, not {type(new).__name__}")
+    new = _to_python(new)[0]  # R's reading of the code, as the old formula's parts have it
     sc = _scan(new)
     tildes = [i for i, ch in enumerate(sc.masked) if ch == "~" and sc.depth[i] == 0]
     if len(tildes) != 1:
@@ -923,6 +936,10 @@ def update(fit: LmerFit, formula: str | None = None, data: pd.DataFrame | None =
                         "again (the fit does not record how it was given)")
     text = fit.formula if formula is None else update_formula(d.formula, formula)
     kwargs.setdefault("reml", fit.reml)
+    if getattr(d, "eval_env", None) is not None:
+        kwargs.setdefault("eval_env", d.eval_env)
+    if getattr(d, "allow_python", False):
+        kwargs.setdefault("allow_python", True)
     for key, value in (getattr(fit, "_r_args", None) or {}).items():
         kwargs.setdefault(key, value)
     new = lmer(text, data, **kwargs)

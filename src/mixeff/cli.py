@@ -193,8 +193,10 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     data, data_name, formula = _read_data(args, parser)
     data = _apply_factors(data, args.factor)
+    # allow_python is never passed: a formula given on the command line is never run as
+    # Python code (the allow-list of mixeff._expr always applies)
     fit = mixeff.lmer(formula, data, reml=not args.ml, weights=args.weights,
-                      offset=args.offset, verbose=True)
+                      offset=args.offset, verbose=True, allow_python=False)
     fit.data_name = data_name
     if args.json:
         print(json.dumps(_json_safe(fit.to_dict()), indent=2, allow_nan=False))
@@ -233,8 +235,10 @@ def _cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ImportError:
         raise CliError("mixeff plot needs matplotlib; install it with: "
                        "pip install 'mixeff[plot]'") from None
+    # allow_python is never passed: a formula given on the command line is never run as
+    # Python code (the allow-list of mixeff._expr always applies)
     fit = mixeff.lmer(formula, data, reml=not args.ml, weights=args.weights,
-                      offset=args.offset, verbose=True)
+                      offset=args.offset, verbose=True, allow_python=False)
     fit.data_name = data_name
     color_by = "auto" if args.color_by is None else args.color_by
     try:

@@ -24,6 +24,7 @@ _LAZY = {
     "plots": ".plots",
     "fit_arrays": "._embed",
     "RandomTermSpec": "._embed",
+    "SingularFitWarning": "._warnings",
 }
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "LmerFit",
     "MixeffError",
     "RandomTermSpec",
+    "SingularFitWarning",
     "anova",
     "datasets",
     "fit_arrays",
@@ -49,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._embed import RandomTermSpec, fit_arrays
     from ._fit import LmerFit
     from ._lm import LmFit, lm
+    from ._warnings import SingularFitWarning
 
 
 def __getattr__(name: str) -> Any:

@@ -139,8 +139,12 @@ def lmer(
     ConvergenceWarning
         One per failed convergence check (the messages of ``fit.optsum``, also in
         ``fit.messages``), as lme4 warns (``Model failed to converge with max|grad| =
-        ...``). A singular fit is no warning (lme4 gives it as a message):
-        ``fit.is_singular`` and the summary tell it.
+        ...``), attributed to the line of the user's call.
+    SingularFitWarning
+        A fit on the boundary of the parameter space, with lme4's message "boundary
+        (singular) fit: see help('isSingular')" (also in ``fit.messages``,
+        ``fit.is_singular`` and the summary). Filter it with
+        ``warnings.simplefilter("ignore", mixeff.SingularFitWarning)``.
     """
     import time
 
@@ -175,13 +179,12 @@ def lmer(
 
 
 def _warn_convergence(fit) -> None:
-    """A :class:`~mixeff.ConvergenceWarning` per failed convergence check, as lme4's."""
-    import warnings
+    """A :class:`~mixeff.ConvergenceWarning` per failed convergence check, as lme4's,
+    and a :class:`~mixeff.SingularFitWarning` for a singular fit, both attributed to the
+    user's call (the first frame outside mixeff; see :mod:`._warnings`)."""
+    from ._warnings import warn_fit
 
-    from ._errors import ConvergenceWarning
-
-    for msg in fit.optsum.messages:
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    warn_fit(fit)
 
 
 class _SharedBlasLimit:

@@ -128,7 +128,9 @@ def anova(*models: Any, refit: bool = True, **named_models: Any) -> pd.DataFrame
         if any(reml):
             heading.append(REFIT_MESSAGE)
             refitted = True
-            items = [(nm, m.refit(reml=False) if r else m)
+            from ._predict import refit as _refit  # no fit-time warnings, as lme4's
+
+            items = [(nm, _refit(m, reml=False) if r else m)
                      for (nm, m), r in zip(items, reml, strict=True)]
     elif any(reml) and not all(reml):
         warnings.warn("some models fit with REML = TRUE, some not", UserWarning, stacklevel=2)

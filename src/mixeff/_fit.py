@@ -399,10 +399,16 @@ class LmerFit:
 
         Only ``Z'Wy``, ``X'Wy`` and ``y'Wy`` are recomputed for a new response; the design
         and the other blocks are reused and the optimiser starts from this fit's theta.
+        Failed convergence checks and a singular result are warned, as by
+        :func:`mixeff.lmer` (:class:`~mixeff.ConvergenceWarning`,
+        :class:`~mixeff.SingularFitWarning`).
         """
         from ._predict import refit
+        from ._warnings import warn_fit
 
-        return refit(self, new_response, reml=reml)
+        new = refit(self, new_response, reml=reml)
+        warn_fit(new)
+        return new
 
     def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False
                 ) -> pd.Series:

@@ -232,6 +232,31 @@ class LmerFit:
             out[c] = pd.Series([r[i] for r in rows], dtype=object)
         return out
 
+    def r2(self, tolerance: float = 1e-5) -> pd.Series:
+        """Marginal and conditional R^2 (Nakagawa et al. 2017), as ``performance::r2_nakagawa``.
+
+        Random slopes are included: a term's variance is the mean over rows of
+        ``z_i' Sigma z_i``. A singular fit (a theta element with lower bound 0 below
+        ``tolerance``) has no random-effect variance: the conditional R^2 is NaN (with a
+        warning, as performance). Returns a Series ``conditional``, ``marginal``; its
+        ``attrs["variance"]`` holds the variance parts (see :mod:`mixeff._r2`).
+        """
+        from ._r2 import r2_nakagawa
+
+        return r2_nakagawa(self, tolerance)
+
+    def icc(self, tolerance: float = 1e-5) -> pd.Series:
+        """Intraclass correlation, adjusted and unadjusted, as ``performance::icc``.
+
+        ``adjusted = var_random / (var_random + sigma^2)``, ``unadjusted = var_random /
+        (var_fixed + var_random + sigma^2)``, with the variances of :meth:`r2` (random
+        slopes included); NaN for a singular fit. Returns a Series ``adjusted``,
+        ``unadjusted``.
+        """
+        from ._r2 import icc
+
+        return icc(self, tolerance)
+
     # -- fitted values and residuals ------------------------------------------------
     def _linear_predictor(self, include_re: bool = True) -> np.ndarray:
         if getattr(self, "_dask_info", None) is not None:   # rows stay in the partitions

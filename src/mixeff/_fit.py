@@ -257,6 +257,39 @@ class LmerFit:
 
         return icc(self, tolerance)
 
+    def emmeans(self, specs, by=None, at=None, ddf: str | None = None,
+                level: float = 0.95, data=None):
+        """Estimated marginal means, as R's ``emmeans::emmeans(m, ~ specs | by)``.
+
+        Parameters
+        ----------
+        specs
+            A data column (or list of columns) whose levels get a mean, e.g. ``"temp"``.
+        by
+            Column(s) whose levels split the means (and their contrasts) into groups.
+        at
+            Values of variables in the reference grid, e.g. ``{"week": 3}`` or
+            ``{"week": [0, 3, 7]}``; numeric covariates are otherwise at their mean
+            and factors at all levels (averaged over with equal weights).
+        ddf
+            ``"Kenward-Roger"`` (default for REML fits, as emmeans), ``"Satterthwaite"``
+            (default for ML fits) or ``"asymptotic"``.
+        level
+            Confidence level.
+        data
+            The data the model was fitted to, when the fit keeps no reference to it.
+
+        Returns
+        -------
+        EMMeans
+            ``.table`` the means; ``.contrast("pairwise" | "trt.vs.ctrl" | {name:
+            coefficients}, adjust=...)`` and ``.pairs()`` their comparisons (see
+            :mod:`mixeff._emmeans`).
+        """
+        from ._emmeans import EMMeans
+
+        return EMMeans(self, specs, by=by, at=at, ddf=ddf, level=level, data=data)
+
     # -- fitted values and residuals ------------------------------------------------
     def _linear_predictor(self, include_re: bool = True) -> np.ndarray:
         if getattr(self, "_dask_info", None) is not None:   # rows stay in the partitions

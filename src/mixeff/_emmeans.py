@@ -299,7 +299,10 @@ def _adjust(t: np.ndarray, df: np.ndarray, adjust: str, level: float, nmeans: in
 
 def _label(var: str, value: Any) -> str:
     """emmeans' label of a level: the variable's name before a number-like level."""
-    s = str(value)
+    if isinstance(value, float | np.floating):
+        s = np.format_float_positional(float(value), trim="-")
+    else:
+        s = str(value)
     return f"{var}{s}" if _NUMBER.match(s) else s
 
 

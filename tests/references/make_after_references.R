@@ -260,7 +260,9 @@ cases <- list(
        contrasts = list(list(method = "pairwise", adjust = "tukey"),
                         list(method = "trt.vs.ctrl", adjust = "dunnettx"))),
   list(model = "cake", specs = c("recipe", "temperature"), by = NULL, at = NULL,
-       contrasts = list()),
+       contrasts = list(list(method = "pairwise", adjust = "none"))),
+  list(model = "plant", specs = c("temp", "week"), by = NULL, at = list(week = c(0, 7)),
+       contrasts = list(list(method = "pairwise", adjust = "tukey"))),
   list(model = "sleep", specs = "phase", by = NULL, at = NULL,
        contrasts = list(list(method = "pairwise", adjust = "none")))
 )

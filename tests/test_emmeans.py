@@ -6,10 +6,10 @@ and ``summary(contrast(...), infer = c(TRUE, TRUE))``).
 
 Tolerances are those of the lmerTest reference tests (the two optimisers' optima differ
 in the last digits): estimates within 1e-4 of their SE, SE within 1e-4 relative, df
-within 1e-3 relative, t ratios within 1e-4 relative (1e-8 absolute for contrasts that are zero up to rounding); p values within 1e-3 relative (or
-1e-8 absolute: R's ptukey returns 0 below about 1e-14); confidence limits within 1e-4
-of the SE, except with "dunnettx", whose quantile emmeans finds by uniroot(tol = 5e-4):
-within 5e-4 of the SE there.
+within 1e-3 relative, t ratios within 1e-4 relative (1e-8 absolute for contrasts that
+are zero up to rounding); p values within 1e-3 relative (or 1e-8 absolute: R's ptukey
+returns 0 below about 1e-14); confidence limits within 1e-4 of the SE, except with
+"dunnettx", whose quantile emmeans finds by uniroot(tol = 5e-4): within 5e-4 of the SE.
 """
 
 from __future__ import annotations

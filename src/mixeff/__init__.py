@@ -19,6 +19,7 @@ _LAZY = {
     "lm": "._lm",
     "LmFit": "._lm",
     "anova": "._compare",
+    "aic_table": "._compare",
     "LmerFit": "._fit",
     "datasets": ".datasets",
     "plots": ".plots",
@@ -36,6 +37,7 @@ __all__ = [
     "MixeffError",
     "RandomTermSpec",
     "SingularFitWarning",
+    "aic_table",
     "anova",
     "datasets",
     "fit_arrays",
@@ -47,7 +49,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets, plots
     from ._api import lmer
-    from ._compare import anova
+    from ._compare import aic_table, anova
     from ._embed import RandomTermSpec, fit_arrays
     from ._fit import LmerFit
     from ._lm import LmFit, lm

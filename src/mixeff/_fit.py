@@ -46,6 +46,9 @@ class LmerFit:
         REML criterion (REML fit) or deviance (ML fit) at the optimum.
     optsum : OptSummary
         The optimiser's record.
+    name : str or None
+        The model's name in :func:`mixeff.anova` and :func:`mixeff.aic_table` (set it:
+        ``fit.name = "m0"``); None names it by its formula.
     """
 
     def __init__(self, *, design: Design, structure: ReStructure, blocks: Blocks,
@@ -70,6 +73,7 @@ class LmerFit:
             self.messages.append(SINGULAR_MESSAGE)   # lme4's message for a singular fit
         self.timings: dict[str, float] = {}
         self.data = None   # the DataFrame given to lmer (kept by reference), if any
+        self.name: str | None = None   # the name in anova() tables
 
     # -- basic quantities -----------------------------------------------------------
     @property

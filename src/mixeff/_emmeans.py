@@ -495,18 +495,18 @@ class EMMeans:
     def _footer(self) -> list[str]:
         ddf = {"Kenward-Roger": "kenward-roger", "Satterthwaite": "satterthwaite",
                "asymptotic": "asymptotic"}[self.ddf]
-        return [f"Degrees-of-freedom method: {ddf} ",
-                f"Confidence level used: {self.level:g} "]
+        return [f"Degrees-of-freedom method: {ddf}",
+                f"Confidence level used: {self.level:g}"]
 
     def __str__(self) -> str:
-        return "\n".join([self.table.to_string(index=False), "", *self._footer()])
+        return "\n".join([self.table.to_string(index=False), *self._footer()])
 
     def __repr__(self) -> str:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        foot = "".join(f"<br>{line.strip()}" for line in self._footer())
-        return self.table.to_html(index=False) + f"<p>{foot[4:]}</p>"
+        foot = "<br>".join(self._footer())
+        return self.table.to_html(index=False) + f"<p>{foot}</p>"
 
 
 def emmeans(fit: LmerFit, specs, by=None, at=None, ddf: str | None = None,

@@ -336,3 +336,47 @@ for (nm in names(ic_sets)) {
   ic_out$sets[[nm]] <- entry
 }
 write_ref(ic_out, "model_comparison")
+
+## ------------------------------------------------- lm() as a first-class fit --
+## broom's tidy / glance / augment, confint, predict with intervals, hatvalues and
+## cooks.distance of two linear models (one weighted).
+suppressPackageStartupMessages(library(broom))
+lm_cases <- list(
+  plant = list(formula = "height ~ week * temp", data = "plant", weights = FALSE,
+               newdata = data.frame(week = c(0, 3.5, 7),
+                                    temp = factor(c(10, 15, 20), levels = c(10, 15, 20)))),
+  sleep_weights = list(formula = "Reaction ~ Days", data = "sleepstudy", weights = TRUE,
+                       newdata = data.frame(Days = c(0, 4.5, 9)))
+)
+lm_out <- list(versions = c(versions, broom = as.character(packageVersion("broom"))),
+               cases = list())
+for (nm in names(lm_cases)) {
+  cs <- lm_cases[[nm]]
+  f <- as.formula(cs$formula)
+  m <- if (cs$weights) {
+    eval(bquote(lm(.(f), data = .(as.name(cs$data)), weights = w)))
+  } else {
+    eval(bquote(lm(.(f), data = .(as.name(cs$data)))))
+  }
+  ci <- confint(m)
+  aug <- augment(m)
+  pc <- predict(m, cs$newdata, interval = "confidence", se.fit = TRUE)
+  pp <- predict(m, cs$newdata, interval = "prediction")
+  nd <- lapply(cs$newdata, function(col) I(if (is.factor(col)) as.character(col) else col))
+  lm_out$cases[[nm]] <- list(
+    formula = cs$formula, weights = cs$weights, newdata = nd,
+    confint = list(term = I(rownames(ci)), lower = I(ci[, 1]), upper = I(ci[, 2])),
+    tidy = frame_of(tidy(m, conf.int = TRUE)),
+    glance = frame_of(glance(m)),
+    augment = list(.fitted = I(unname(aug$.fitted)), .resid = I(unname(aug$.resid)),
+                   .hat = I(unname(aug$.hat)), .sigma = I(unname(aug$.sigma)),
+                   .cooksd = I(unname(aug$.cooksd)), .std.resid = I(unname(aug$.std.resid))),
+    hatvalues = I(unname(hatvalues(m))), cooks_distance = I(unname(cooks.distance(m))),
+    residuals_pearson = I(unname(residuals(m, type = "pearson"))),
+    predict_confidence = list(fit = I(unname(pc$fit[, "fit"])), lwr = I(unname(pc$fit[, "lwr"])),
+                              upr = I(unname(pc$fit[, "upr"])), se_fit = I(unname(pc$se.fit))),
+    predict_prediction = list(fit = I(unname(pp[, "fit"])), lwr = I(unname(pp[, "lwr"])),
+                              upr = I(unname(pp[, "upr"])))
+  )
+}
+write_ref(lm_out, "lm")

@@ -84,7 +84,9 @@ def lmer(
         formulaic's syntax (``*``, ``:``, ``C(x)``, ``np.log(x)``, ``0 +``); random terms
         ``(expr | g)``, ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)``.
     data
-        The data; rows with a missing value in a used column are dropped. A Dask
+        The data; rows with a missing value in a used column are dropped. A polars
+        or pyarrow table (any data frame with the dataframe interchange protocol or the
+        Arrow C stream interface) is converted to pandas first. A Dask
         DataFrame, or a path or glob of Parquet files, is fitted partition by partition
         on the active Dask scheduler (``pip install "mixeff[dask]"``).
     reml
@@ -166,6 +168,9 @@ def lmer(
             fit.data_name = data_name
         _warn_convergence(fit)
         return fit
+    from ._frames import as_pandas
+
+    data = as_pandas(data)   # polars, pyarrow, ... (dataframe interchange protocol)
     t0 = time.perf_counter()
     design = build_design(pf, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre)

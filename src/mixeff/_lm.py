@@ -40,7 +40,8 @@ def lm(formula: str, data: pd.DataFrame,
         (formulaic syntax, as the fixed part of :func:`mixeff.lmer`; ``offset(...)``
         terms allowed).
     data
-        The data; rows with a missing value in a used column are dropped.
+        The data; rows with a missing value in a used column are dropped. A polars or
+        pyarrow table is converted to pandas first (see :func:`mixeff.lmer`).
     weights
         Prior weights: a column name or one value per row (non-negative; rows with weight
         0 do not count as observations, as in R).
@@ -55,7 +56,9 @@ def lm(formula: str, data: pd.DataFrame,
     """
     from ._design import build_design
     from ._errors import FormulaError
+    from ._frames import as_pandas
 
+    data = as_pandas(data)   # polars, pyarrow, ... (dataframe interchange protocol)
     design = build_design(formula, data, weights=weights, offset=offset)
     if design.terms:
         raise FormulaError("lm() takes no random-effects terms (use lmer())",

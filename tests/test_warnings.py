@@ -172,3 +172,18 @@ def test_singular_warning_dask():
         fit = mixeff.lmer("Yield ~ 1 + (1 | Batch)", ddf)
     w = _only(rec, SingularFitWarning)
     assert (w.filename, w.lineno) == (__file__, line) and fit.is_singular
+
+
+def test_command_line_prints_the_message_not_a_warning(capsys):
+    """``mixeff fit`` shows lme4's line in its summary, without a Python warning."""
+    from refdata import data_dir
+
+    from mixeff.cli import main
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        code = main(["fit", str(data_dir() / "Dyestuff2.csv"), "Yield ~ 1 + (1 | Batch)"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert out.out.rstrip().endswith(SINGULAR)
+    assert not [w for w in rec if issubclass(w.category, SingularFitWarning)]

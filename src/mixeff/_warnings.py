@@ -51,13 +51,28 @@ def warn_user(message: str, category: type[Warning]) -> None:
     warnings.warn(message, category, stacklevel=user_stacklevel())
 
 
+def _from_cli() -> bool:
+    """True when the fit was asked for by mixeff's command line (``mixeff fit``)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == f"{_PACKAGE}.cli":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def warn_fit(fit) -> None:
     """The fit-time warnings of a fitted model, as lme4 gives them when it fits.
 
     One :class:`~mixeff.ConvergenceWarning` per failed convergence check (the messages of
-    ``fit.optsum``), then a :class:`SingularFitWarning` for a singular fit.
+    ``fit.optsum``), then a :class:`SingularFitWarning` for a singular fit. Not for fits
+    made by the command line, which prints these messages with the summary (and in its
+    JSON) instead of as Python warnings.
     """
     from ._errors import ConvergenceWarning
+
+    if _from_cli():
+        return
 
     for msg in fit.optsum.messages:
         warnings.warn(msg, ConvergenceWarning, stacklevel=user_stacklevel())

@@ -1,7 +1,7 @@
 """mixeff.lm fits as first-class fits: influence, intervals, broom tables, plots, HTML.
 
 References: tests/references/after/lm.json (make_after_references.R): R 4.2 ``lm`` with
-broom 1.0's ``tidy(conf.int = TRUE)``, ``glance``, ``augment``, ``confint``,
+broom 1.0.3's ``tidy(conf.int = TRUE)``, ``glance``, ``augment``, ``confint``,
 ``predict(interval = ...)``, ``hatvalues``, ``cooks.distance``. Least squares has a
 closed form, so the numbers agree to rounding: 1e-10 relative (absolute for values
 near zero).

@@ -174,3 +174,28 @@ def test_printed_layout():
                                             "upper.CL"]
     assert "Degrees-of-freedom method: kenward-roger" in text
     assert "<table" in emm._repr_html_()
+
+
+def test_specs_as_an_r_formula():
+    fit = fitted("plant")
+    a = fit.emmeans("~ temp | week", at={"week": [0, 7]}, ddf="Satterthwaite")
+    b = fit.emmeans("temp", by="week", at={"week": [0, 7]}, ddf="Satterthwaite")
+    pd.testing.assert_frame_equal(a.table, b.table)
+    assert a.specs == ["temp"] and a.by == ["week"]
+    c = fitted("cake").emmeans("~ recipe * temperature", ddf="Satterthwaite")
+    assert c.specs == ["recipe", "temperature"] and len(c.table) == 18
+    with pytest.raises(DataError, match="not both"):
+        fit.emmeans("~ temp | week", by="week")
+    with pytest.raises(DataError, match="not a column name"):
+        fit.emmeans("~ log(temp)")
+
+
+def test_large_models_default_to_asymptotic_df(monkeypatch):
+    """emmeans' pbkrtest.limit / lmerTest.limit: above 3000 rows, z tests by default."""
+    import mixeff._emmeans as em
+
+    monkeypatch.setattr(em, "DF_LIMIT", 100)
+    emm = fitted("plant").emmeans("temp")
+    assert emm.ddf == "asymptotic" and np.isinf(emm.table["df"]).all()
+    assert "exceeds 100" in str(emm)
+    assert fitted("plant").emmeans("temp", ddf="Kenward-Roger").ddf == "Kenward-Roger"

@@ -15,7 +15,8 @@ effects:
   (:mod:`._kenward_roger`);
 * ``ddf="Satterthwaite"`` (the default for ML fits): ``vcov`` and lmerTest's
   Satterthwaite df of ``l' beta`` (:mod:`._satterthwaite`);
-* ``ddf="asymptotic"``: ``vcov`` and infinite df (z tests).
+* ``ddf="asymptotic"``: ``vcov`` and infinite df (z tests); the default, as in
+  emmeans, for models of more than 3000 observations.
 
 Multiplicity adjustments, within each ``by`` group as emmeans does: ``"tukey"`` (the
 studentized range with as many means as the group has; for families other than one set
@@ -172,8 +173,15 @@ def _grid_matrix(fit: LmerFit, grid: pd.DataFrame) -> np.ndarray:
 
 # -- inference for rows of L ----------------------------------------------------------------
 
+#: emmeans' ``pbkrtest.limit`` and ``lmerTest.limit``: above this many observations its
+#: default df are asymptotic.
+DF_LIMIT = 3000
+
+
 def _check_ddf(fit: LmerFit, ddf: str | None) -> str:
     if ddf is None:
+        if fit.nobs > DF_LIMIT:
+            return "asymptotic"
         return "Kenward-Roger" if fit.reml else "Satterthwaite"
     key = str(ddf).lower().replace("_", "-")
     if key not in _DDF:
@@ -297,6 +305,26 @@ def _adjust(t: np.ndarray, df: np.ndarray, adjust: str, level: float, nmeans: in
 
 # -- the EMM object ------------------------------------------------------------------------
 
+def _parse_specs(text: str) -> tuple[list[str], list[str]]:
+    """``"~ a * b | c"`` (R's ``~ a * b | c``) as specs ``[a, b]`` and by ``[c]``."""
+    body = text.strip()
+    if not body.startswith("~"):
+        raise DataError(f"specs formula must start with '~': {text!r}")
+    left, _, right = body[1:].partition("|")
+
+    def names(part: str) -> list[str]:
+        out = [p.strip() for p in re.split(r"[*:+]", part) if p.strip()]
+        bad = [p for p in out if not re.fullmatch(r"[\w.]+", p)]
+        if bad:
+            raise DataError(f"specs formula {text!r}: {bad[0]!r} is not a column name")
+        return out
+
+    specs = names(left)
+    if not specs:
+        raise DataError(f"specs formula {text!r} names no variable")
+    return specs, names(right)
+
+
 def _label(var: str, value: Any) -> str:
     """emmeans' label of a level: the variable's name before a number-like level."""
     if isinstance(value, float | np.floating):
@@ -329,11 +357,20 @@ class EMMeans:
     def __init__(self, fit: LmerFit, specs, by=None, at=None, ddf: str | None = None,
                  level: float = 0.95, data: pd.DataFrame | None = None):
         self.fit = fit
+        if isinstance(specs, str) and "~" in specs:
+            specs, by2 = _parse_specs(specs)
+            if by2 and by is not None:
+                raise DataError("give by= or '| by' in the specs formula, not both")
+            by = by2 or by
         self.specs = _names(specs, "specs")
         self.by = _names(by, "by")
         if not self.specs:
             raise DataError("emmeans() needs at least one variable in specs")
         self.ddf = _check_ddf(fit, ddf)
+        self.notes: list[str] = []
+        if ddf is None and self.ddf == "asymptotic":
+            self.notes.append(f"df calculations disabled because the number of observations "
+                              f"exceeds {DF_LIMIT} (as emmeans); pass ddf= to enable them")
         if not 0 < level < 1:
             raise DataError(f"level must lie between 0 and 1, not {level!r}")
         self.level = float(level)
@@ -483,7 +520,8 @@ class EMMeans:
             part["p.value"] = p
             parts.append(part)
         out = pd.concat(parts, ignore_index=True)
-        out.attrs.update(adjust=adjust, ddf=self.ddf, level=level, notes=notes,
+        out.attrs.update(adjust=adjust, ddf=self.ddf, level=level,
+                         notes=self.notes + notes,
                          coefficients=pd.DataFrame(C, index=names, columns=labels))
         return out
 
@@ -495,7 +533,7 @@ class EMMeans:
     def _footer(self) -> list[str]:
         ddf = {"Kenward-Roger": "kenward-roger", "Satterthwaite": "satterthwaite",
                "asymptotic": "asymptotic"}[self.ddf]
-        return [f"Degrees-of-freedom method: {ddf}",
+        return [*(f"Note: {n}" for n in self.notes), f"Degrees-of-freedom method: {ddf}",
                 f"Confidence level used: {self.level:g}"]
 
     def __str__(self) -> str:

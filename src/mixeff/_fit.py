@@ -268,7 +268,8 @@ class LmerFit:
         Parameters
         ----------
         specs
-            A data column (or list of columns) whose levels get a mean, e.g. ``"temp"``.
+            A data column (or list of columns) whose levels get a mean, e.g. ``"temp"``;
+            or R's formula, ``"~ temp | week"``.
         by
             Column(s) whose levels split the means (and their contrasts) into groups.
         at
@@ -277,7 +278,8 @@ class LmerFit:
             and factors at all levels (averaged over with equal weights).
         ddf
             ``"Kenward-Roger"`` (default for REML fits, as emmeans), ``"Satterthwaite"``
-            (default for ML fits) or ``"asymptotic"``.
+            (default for ML fits) or ``"asymptotic"`` (the default above 3000
+            observations, as emmeans).
         level
             Confidence level.
         data

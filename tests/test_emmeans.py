@@ -30,13 +30,14 @@ FORMULAS = {
     "plant": "height ~ week * C(temp) + (1 | plant_id)",
     "cake": "angle ~ recipe * temperature + (1 | recipe:replicate)",
     "sleep": "Reaction ~ Days + phase + (Days | Subject)",
+    "plant_log": "height ~ np.log(week + 1) * C(temp) + (1 | plant_id)",
 }
 _FITS: dict[str, mixeff.LmerFit] = {}
 
 
 def fitted(model: str) -> mixeff.LmerFit:
     if model not in _FITS:
-        if model == "plant":
+        if model in ("plant", "plant_log"):
             d = mixeff.datasets.load_plant_growth()
         elif model == "cake":
             d = load_csv("cake.csv", ["replicate", "recipe", "temperature"])

@@ -103,7 +103,7 @@ def reference_grid(fit: LmerFit, at: Mapping[str, Any] | None = None,
     ``at`` replaces either by given values. Returns the grid (the first variable varying
     fastest, as R's ``expand.grid``) and the names of the factor variables.
     """
-    from ._design import _formulaic_names
+    from ._design import _formulaic_names, _known_function
 
     if getattr(fit, "_dask_info", None) is not None:
         fit._dask_info.unavailable("emmeans()")
@@ -140,6 +140,8 @@ def reference_grid(fit: LmerFit, at: Mapping[str, Any] | None = None,
         if rows is None:
             rows = _fitted_rows(fit, data)
         if v not in rows.columns:
+            if _known_function(v):   # e.g. the "np" of np.log(x)
+                continue
             raise DataError(f"the data have no column {v!r}")
         col = rows[v]
         if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
@@ -147,7 +149,7 @@ def reference_grid(fit: LmerFit, at: Mapping[str, Any] | None = None,
             values[v] = sorted(pd.unique(col.dropna()).tolist())
         else:
             values[v] = [float(np.mean(col.to_numpy(dtype=float)))]
-    names = variables
+    names = [v for v in variables if v in values]
     # expand.grid: the first variable varies fastest
     combos = list(itertools.product(*[values[v] for v in reversed(names)]))
     grid = pd.DataFrame([tuple(reversed(c)) for c in combos], columns=names)

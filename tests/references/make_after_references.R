@@ -231,7 +231,8 @@ emm_models <- list(
   plant = list(formula = "height ~ week * temp + (1 | plant_id)", data = "plant"),
   cake = list(formula = "angle ~ recipe * temperature + (1 | recipe:replicate)",
               data = "cake"),
-  sleep = list(formula = "Reaction ~ Days + phase + (Days | Subject)", data = "sleepstudy")
+  sleep = list(formula = "Reaction ~ Days + phase + (Days | Subject)", data = "sleepstudy"),
+  plant_log = list(formula = "height ~ log(week + 1) * temp + (1 | plant_id)", data = "plant")
 )
 fits <- lapply(emm_models, function(s) fit(s$formula, s$data))
 
@@ -264,7 +265,10 @@ cases <- list(
   list(model = "plant", specs = c("temp", "week"), by = NULL, at = list(week = c(0, 7)),
        contrasts = list(list(method = "pairwise", adjust = "tukey"))),
   list(model = "sleep", specs = "phase", by = NULL, at = NULL,
-       contrasts = list(list(method = "pairwise", adjust = "none")))
+       contrasts = list(list(method = "pairwise", adjust = "none"))),
+  ## the covariate at its mean inside the transformation: log(mean(week) + 1)
+  list(model = "plant_log", specs = "temp", by = NULL, at = NULL,
+       contrasts = list(list(method = "revpairwise", adjust = "sidak")))
 )
 
 frame_of <- function(s) {

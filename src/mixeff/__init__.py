@@ -23,6 +23,7 @@ _LAZY = {
     "LmerFit": "._fit",
     "datasets": ".datasets",
     "plots": ".plots",
+    "sklearn": ".sklearn",
     "fit_arrays": "._embed",
     "RandomTermSpec": "._embed",
     "SingularFitWarning": "._warnings",

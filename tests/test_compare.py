@@ -104,9 +104,11 @@ def test_anova_prints_as_r(c):
 def test_anova_positional_names_and_sorting():
     c = COMPARISONS[0]
     small, big = _fit_pair(c)
-    tab = anova(big, small)
-    assert list(tab.index) == ["m2", "m1"]
-    assert tab.attrs["formulae"] == {"m2": small.formula, "m1": big.formula}
+    tab = anova(big, small)   # positional models are named by their formulas
+    assert list(tab.index) == [small.formula, big.formula]
+    assert tab.attrs["formulae"] == {small.formula: small.formula, big.formula: big.formula}
+    same = anova(big, big.update(reml=False))   # equal formulas: named by position
+    assert sorted(same.index) == ["m1", "m2"]
 
 
 def test_anova_refit_false_keeps_reml_criteria():

@@ -19,13 +19,16 @@ _LAZY = {
     "lm": "._lm",
     "LmFit": "._lm",
     "anova": "._compare",
+    "aic_table": "._compare",
     "LmerFit": "._fit",
     "datasets": ".datasets",
     "plots": ".plots",
+    "sklearn": ".sklearn",
     "fit_arrays": "._embed",
     "RandomTermSpec": "._embed",
     "set_options": "._coding",
     "get_options": "._coding",
+    "SingularFitWarning": "._warnings",
 }
 
 __all__ = [
@@ -36,6 +39,8 @@ __all__ = [
     "LmerFit",
     "MixeffError",
     "RandomTermSpec",
+    "SingularFitWarning",
+    "aic_table",
     "anova",
     "datasets",
     "fit_arrays",
@@ -50,10 +55,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import datasets, plots
     from ._api import lmer
     from ._coding import get_options, set_options
-    from ._compare import anova
+    from ._compare import aic_table, anova
     from ._embed import RandomTermSpec, fit_arrays
     from ._fit import LmerFit
     from ._lm import LmFit, lm
+    from ._warnings import SingularFitWarning
 
 
 def __getattr__(name: str) -> Any:

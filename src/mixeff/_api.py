@@ -102,7 +102,9 @@ def lmer(
         formulaic's syntax (``*``, ``:``, ``C(x)``, ``np.log(x)``, ``0 +``); random terms
         ``(expr | g)``, ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)``.
     data
-        The data; rows with a missing value in a used column are dropped. A Dask
+        The data; rows with a missing value in a used column are dropped. A polars
+        or pyarrow table (any data frame with the dataframe interchange protocol or the
+        Arrow C stream interface) is converted to pandas first. A Dask
         DataFrame, or a path or glob of Parquet files, is fitted partition by partition
         on the active Dask scheduler (``pip install "mixeff[dask]"``).
     reml
@@ -199,8 +201,12 @@ def lmer(
     ConvergenceWarning
         One per failed convergence check (the messages of ``fit.optsum``, also in
         ``fit.messages``), as lme4 warns (``Model failed to converge with max|grad| =
-        ...``). A singular fit is no warning (lme4 gives it as a message):
-        ``fit.is_singular`` and the summary tell it.
+        ...``), attributed to the line of the user's call.
+    SingularFitWarning
+        A fit on the boundary of the parameter space, with lme4's message "boundary
+        (singular) fit: see help('isSingular')" (also in ``fit.messages``,
+        ``fit.is_singular`` and the summary). Filter it with
+        ``warnings.simplefilter("ignore", mixeff.SingularFitWarning)``.
     """
     import time
 
@@ -247,6 +253,9 @@ def lmer(
             fit.data_name = data_name
         _warn_convergence(fit)
         return fit
+    from ._frames import as_pandas
+
+    data = as_pandas(data)   # polars, pyarrow, ... (dataframe interchange protocol)
     t0 = time.perf_counter()
     design = build_design(pf, data, weights=weights, offset=offset,
                           check_nlev=check_nlev, check_nobs_vs_nre=check_nobs_vs_nre,
@@ -267,13 +276,12 @@ def lmer(
 
 
 def _warn_convergence(fit) -> None:
-    """A :class:`~mixeff.ConvergenceWarning` per failed convergence check, as lme4's."""
-    import warnings
+    """A :class:`~mixeff.ConvergenceWarning` per failed convergence check, as lme4's,
+    and a :class:`~mixeff.SingularFitWarning` for a singular fit, both attributed to the
+    user's call (the first frame outside mixeff; see :mod:`._warnings`)."""
+    from ._warnings import warn_fit
 
-    from ._errors import ConvergenceWarning
-
-    for msg in fit.optsum.messages:
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    warn_fit(fit)
 
 
 class _SharedBlasLimit:

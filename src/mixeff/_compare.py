@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._fit import LmerFit
     from ._formula import RandomTerm
 
-__all__ = ["anova", "ranova", "format_anova"]
+__all__ = ["anova", "aic_table", "ranova", "format_anova", "AnovaTable"]
 
 REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
 RANOVA_TITLE = "ANOVA-like table for random-effects: Single term deletions"
@@ -77,7 +77,9 @@ def anova(*models: Any, refit: bool = True, **named_models: Any) -> pd.DataFrame
     ----------
     *models
         Fitted models (:class:`~mixeff.LmerFit`, or any fit with ``loglik``, ``npar``
-        and ``nobs``), named ``m1``, ``m2``, ... in the table.
+        and ``nobs``), named in the table by their ``name`` attribute (``fit.name =
+        "m0"``) or else by their formula (``m1``, ``m2``, ... by position when formulas
+        coincide).
     refit
         When any model is a REML fit, refit the REML fits by maximum likelihood before
         comparing (lme4's default). With ``refit=False`` the criteria are compared as
@@ -93,7 +95,9 @@ def anova(*models: Any, refit: bool = True, **named_models: Any) -> pd.DataFrame
         ``Pr(>Chisq)`` (the tests of each model against the previous row; missing in the
         first row). ``attrs["heading"]`` holds lme4's heading lines (preceded by lme4's
         note when models were refitted by ML), ``attrs["refitted"]`` says whether they
-        were, ``attrs["formulae"]`` maps names to formulas.
+        were, ``attrs["formulae"]`` maps names to formulas. An :class:`AnovaTable`: it
+        prints (and shows in a notebook) as R prints ``anova(m0, m1)``, with the refit
+        note, the ``Models:`` lines and the table.
 
         With a single model, that model's own ``anova()`` (the F tests of its fixed
         effects) is returned instead.
@@ -105,12 +109,9 @@ def anova(*models: Any, refit: bool = True, **named_models: Any) -> pd.DataFrame
     MixeffError
         The models were not fitted to the same number of observations.
     """
-    items = [(f"m{i + 1}", m) for i, m in enumerate(models)] + list(named_models.items())
+    items = model_names(models, named_models)
     if not items:
         raise TypeError("anova() needs at least one fitted model")
-    names = [nm for nm, _ in items]
-    if len(set(names)) != len(names):
-        raise TypeError(f"duplicated model names: {names}")
     if len(items) == 1:
         return items[0][1].anova()
 
@@ -128,7 +129,9 @@ def anova(*models: Any, refit: bool = True, **named_models: Any) -> pd.DataFrame
         if any(reml):
             heading.append(REFIT_MESSAGE)
             refitted = True
-            items = [(nm, m.refit(reml=False) if r else m)
+            from ._predict import refit as _refit  # no fit-time warnings, as lme4's
+
+            items = [(nm, _refit(m, reml=False) if r else m)
                      for (nm, m), r in zip(items, reml, strict=True)]
     elif any(reml) and not all(reml):
         warnings.warn("some models fit with REML = TRUE, some not", UserWarning, stacklevel=2)
@@ -163,11 +166,121 @@ def anova(*models: Any, refit: bool = True, **named_models: Any) -> pd.DataFrame
         heading.append(f"Data: {data_names.pop()}")
     heading.append("Models:")
     formulae = {nm: str(getattr(m, "formula", "")) for nm, m in items}
-    heading += [f"{nm}: {f}" for nm, f in formulae.items()]
+    heading += [f if nm == f else f"{nm}: {f}" for nm, f in formulae.items()]
     table.attrs["heading"] = heading
     table.attrs["refitted"] = refitted
     table.attrs["formulae"] = formulae
-    return table
+    out = AnovaTable(table)
+    out.attrs.update(table.attrs)
+    return out
+
+
+def model_names(models: Sequence[Any], named: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Names of the models of a comparison, as R takes them from the call.
+
+    A model passed by keyword is named by the keyword; a positional one by its ``name``
+    attribute (``fit.name = "m0"``) when set, else by its formula. Positional models
+    whose formulas coincide are named ``m1``, ``m2``, ... by their position.
+
+    Raises
+    ------
+    TypeError
+        Two models with the same name.
+    """
+    positional: list[tuple[str, Any]] = []
+    for i, m in enumerate(models):
+        nm = getattr(m, "name", None)
+        positional.append((str(nm) if nm else str(getattr(m, "formula", "") or ""), m, i,
+                           bool(nm)))
+    counts: dict[str, int] = {}
+    for nm, _, _, _ in positional:
+        counts[nm] = counts.get(nm, 0) + 1
+    items = [(nm if nm and (given or counts[nm] == 1) else f"m{i + 1}", m)
+             for nm, m, i, given in positional]
+    items += [(str(k), m) for k, m in named.items()]
+    names = [nm for nm, _ in items]
+    if len(set(names)) != len(names):
+        raise TypeError(f"duplicated model names: {names}")
+    return items
+
+
+class AnovaTable(pd.DataFrame):
+    """The table of :func:`anova`: a DataFrame that prints as R prints it.
+
+    ``print(table)`` (and the console) show lme4's layout: the refit note, ``Data:``,
+    the ``Models:`` lines with the formulas, then the table with R's number formatting
+    and significance stars; in a notebook the same heading sits above an HTML table. The
+    numbers are those of the DataFrame (columns ``npar`` ... ``Pr(>Chisq)``), and
+    ``attrs`` keep ``heading``, ``refitted`` and ``formulae``. Derived frames (slices,
+    arithmetic) are plain DataFrames.
+    """
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def _plain(self) -> pd.DataFrame:
+        out = pd.DataFrame(self)
+        out.attrs = dict(self.attrs)
+        return out
+
+    def __repr__(self) -> str:
+        lines = [REFIT_MESSAGE] if self.attrs.get("refitted") else []
+        return "\n".join(lines + [format_anova(self._plain())])
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = self.attrs.get("heading", [])
+        text = "<br>".join(html.escape(h) for h in head)
+        body = self._plain().to_html(na_rep="", float_format=lambda v: f"{v:.6g}")
+        return f"<div><p style=\"font-family: monospace\">{text}</p>{body}</div>"
+
+
+def aic_table(*models: Any, refit: bool = False, **named_models: Any) -> pd.DataFrame:
+    """AIC and BIC of several models, as R's ``AIC(m1, m2, ...)`` and ``BIC(...)``.
+
+    Parameters
+    ----------
+    *models, **named_models
+        Fitted models, named as in :func:`anova` (keyword, ``fit.name`` or formula).
+    refit
+        Refit REML fits by maximum likelihood first. R's ``AIC`` takes each model's own
+        log-likelihood, the REML one for a REML fit (``refit=False``, the default);
+        models that differ in their fixed effects are comparable only by ML.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model in the order given: ``df`` (number of parameters), ``logLik``,
+        ``AIC``, ``BIC``, ``delta_AIC`` (from the smallest) and ``AIC_weight``
+        (Akaike weights, ``exp(-delta/2)`` normalised).
+    """
+    items = model_names(models, named_models)
+    if not items:
+        raise TypeError("aic_table() needs at least one fitted model")
+    if refit:
+        from ._predict import refit as _refit
+
+        items = [(nm, _refit(m, reml=False) if getattr(m, "reml", False) else m)
+                 for nm, m in items]
+    nobs = {int(m.nobs) for _, m in items}
+    if len(nobs) > 1:
+        warnings.warn("models are not all fitted to the same number of observations "
+                      "(as R warns)", UserWarning, stacklevel=2)
+    df = np.array([int(m.npar) for _, m in items])
+    ll = np.array([float(m.loglik) for _, m in items])
+    n = np.array([float(m.nobs) for _, m in items])
+    aic = -2.0 * ll + 2.0 * df
+    bic = -2.0 * ll + np.log(n) * df
+    delta = aic - aic.min()
+    w = np.exp(-0.5 * delta)
+    return pd.DataFrame({"df": df, "logLik": ll, "AIC": aic, "BIC": bic, "delta_AIC": delta,
+                         "AIC_weight": w / w.sum()},
+                        index=pd.Index([nm for nm, _ in items]))
 
 
 # --------------------------------------------------------------------------------------

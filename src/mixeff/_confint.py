@@ -354,8 +354,9 @@ class Profiler:
 
     def __init__(self, fit: LmerFit):
         from ._objective import LmmObjective
+        from ._predict import refit  # the ML fit, without fit-time warnings
 
-        ml = fit if not fit.reml else fit.refit(reml=False)
+        ml = fit if not fit.reml else refit(fit, reml=False)
         self.fit = ml
         self.blocks = ml.blocks
         self.re = ml.structure

@@ -381,4 +381,8 @@ def fit_arrays(X: Any, y: Any, random_terms: RandomTermSpec | Sequence[RandomTer
     design = build_array_design(X, y, random_terms, weights=weights, offset=offset,
                                 xnames=xnames, check_nlev=check_nlev,
                                 check_nobs_vs_nre=check_nobs_vs_nre)
-    return fit_design(design, reml=reml, optimizer=optimizer)
+    from ._warnings import warn_fit
+
+    fit = fit_design(design, reml=reml, optimizer=optimizer)
+    warn_fit(fit)   # as lmer: convergence and singular-fit warnings at the user's call
+    return fit

@@ -46,6 +46,9 @@ class LmerFit:
         REML criterion (REML fit) or deviance (ML fit) at the optimum.
     optsum : OptSummary
         The optimiser's record.
+    name : str or None
+        The model's name in :func:`mixeff.anova` and :func:`mixeff.aic_table` (set it:
+        ``fit.name = "m0"``); None names it by its formula.
     """
 
     def __init__(self, *, design: Design, structure: ReStructure, blocks: Blocks,
@@ -71,6 +74,7 @@ class LmerFit:
         self.timings: dict[str, float] = {}
         self.data = None   # the DataFrame given to lmer (kept by reference), if any
         self.names = "formulaic"   # or "R": how fixef, vcov, coef_table, anova name things
+        self.name: str | None = None   # the name in anova() tables
 
     # -- basic quantities -----------------------------------------------------------
     @property
@@ -241,6 +245,66 @@ class LmerFit:
         for i, c in enumerate(("group", "name1", "name2")):
             out[c] = pd.Series([r[i] for r in rows], dtype=object)
         return out
+
+    def r2(self, tolerance: float = 1e-5) -> pd.Series:
+        """Marginal and conditional R^2 (Nakagawa et al. 2017), as ``performance::r2_nakagawa``.
+
+        Random slopes are included: a term's variance is the mean over rows of
+        ``z_i' Sigma z_i``. A singular fit (a theta element with lower bound 0 below
+        ``tolerance``) has no random-effect variance: the conditional R^2 is NaN (with a
+        warning, as performance). Returns a Series ``conditional``, ``marginal``; its
+        ``attrs["variance"]`` holds the variance parts (see :mod:`mixeff._r2`).
+        """
+        from ._r2 import r2_nakagawa
+
+        return r2_nakagawa(self, tolerance)
+
+    def icc(self, tolerance: float = 1e-5) -> pd.Series:
+        """Intraclass correlation, adjusted and unadjusted, as ``performance::icc``.
+
+        ``adjusted = var_random / (var_random + sigma^2)``, ``unadjusted = var_random /
+        (var_fixed + var_random + sigma^2)``, with the variances of :meth:`r2` (random
+        slopes included); NaN for a singular fit. Returns a Series ``adjusted``,
+        ``unadjusted``.
+        """
+        from ._r2 import icc
+
+        return icc(self, tolerance)
+
+    def emmeans(self, specs, by=None, at=None, ddf: str | None = None,
+                level: float = 0.95, data=None):
+        """Estimated marginal means, as R's ``emmeans::emmeans(m, ~ specs | by)``.
+
+        Parameters
+        ----------
+        specs
+            A data column (or list of columns) whose levels get a mean, e.g. ``"temp"``;
+            or R's formula, ``"~ temp | week"``.
+        by
+            Column(s) whose levels split the means (and their contrasts) into groups.
+        at
+            Values of variables in the reference grid, e.g. ``{"week": 3}`` or
+            ``{"week": [0, 3, 7]}``; numeric covariates are otherwise at their mean
+            and factors at all levels (averaged over with equal weights).
+        ddf
+            ``"Kenward-Roger"`` (default for REML fits, as emmeans), ``"Satterthwaite"``
+            (default for ML fits) or ``"asymptotic"`` (the default above 3000
+            observations, as emmeans).
+        level
+            Confidence level.
+        data
+            The data the model was fitted to, when the fit keeps no reference to it.
+
+        Returns
+        -------
+        EMMeans
+            ``.table`` the means; ``.contrast("pairwise" | "trt.vs.ctrl" | {name:
+            coefficients}, adjust=...)`` and ``.pairs()`` their comparisons (see
+            :mod:`mixeff._emmeans`).
+        """
+        from ._emmeans import EMMeans
+
+        return EMMeans(self, specs, by=by, at=at, ddf=ddf, level=level, data=data)
 
     # -- fitted values and residuals ------------------------------------------------
     def _linear_predictor(self, include_re: bool = True) -> np.ndarray:
@@ -427,10 +491,16 @@ class LmerFit:
 
         Only ``Z'Wy``, ``X'Wy`` and ``y'Wy`` are recomputed for a new response; the design
         and the other blocks are reused and the optimiser starts from this fit's theta.
+        Failed convergence checks and a singular result are warned, as by
+        :func:`mixeff.lmer` (:class:`~mixeff.ConvergenceWarning`,
+        :class:`~mixeff.SingularFitWarning`).
         """
         from ._predict import refit
+        from ._warnings import warn_fit
 
-        return refit(self, new_response, reml=reml)
+        new = refit(self, new_response, reml=reml)
+        warn_fit(new)
+        return new
 
     def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False
                 ) -> pd.Series:

@@ -43,7 +43,8 @@ def lm(formula: str, data: pd.DataFrame,
         (formulaic syntax, as the fixed part of :func:`mixeff.lmer`; ``offset(...)``
         terms allowed).
     data
-        The data; rows with a missing value in a used column are dropped.
+        The data; rows with a missing value in a used column are dropped. A polars or
+        pyarrow table is converted to pandas first (see :func:`mixeff.lmer`).
     weights
         Prior weights: a column name or one value per row (non-negative; rows with weight
         0 do not count as observations, as in R).
@@ -67,8 +68,10 @@ def lm(formula: str, data: pd.DataFrame,
     from ._coding import resolve_names
     from ._design import build_design
     from ._errors import FormulaError
+    from ._frames import as_pandas
 
     names = resolve_names(names)
+    data = as_pandas(data)   # polars, pyarrow, ... (dataframe interchange protocol)
     design = build_design(formula, data, weights=weights, offset=offset,
                           contrasts=contrasts, subset=subset, na_action=na_action,
                           allow_python=allow_python, eval_env=eval_env)
@@ -206,11 +209,20 @@ class LmFit:
 
         return row_series(self.design, eta, "fitted")
 
-    def residuals(self) -> pd.Series:
-        """Response residuals ``y - fitted`` (not weighted, as R's ``residuals(lm)``)."""
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Residuals: ``"response"`` (``y - fitted``, not weighted, as R's
+        ``residuals(lm)``) or ``"pearson"`` (times ``sqrt(w)``); ``scaled=True`` divides
+        them by sigma (as :meth:`mixeff.LmerFit.residuals`)."""
+        r = self._resid
+        if type == "pearson":
+            r = r * np.sqrt(self._w)
+        elif type != "response":
+            raise ValueError("type must be 'response' or 'pearson'")
+        if scaled:
+            r = r / self.sigma
         from ._design import row_series
 
-        return row_series(self.design, self._resid, "residuals")
+        return row_series(self.design, r, "residuals")
 
     # -- summary statistics -----------------------------------------------------------
     def _mss(self) -> float:
@@ -350,6 +362,71 @@ class LmFit:
     def __repr__(self) -> str:
         return (f"<LmFit {self.formula!r}: nobs={self.nobs}, rank={self.rank}, "
                 f"sigma={self.sigma:.4g}>")
+
+    # -- after the fit (mixeff._lm_after) ---------------------------------------------
+    def hatvalues(self) -> pd.Series:
+        """Leverages of the rows used, as R's ``hatvalues(lm)``."""
+        from ._lm_after import hat_values
+
+        return hat_values(self)
+
+    def cooks_distance(self) -> pd.Series:
+        """Cook's distances, as R's ``cooks.distance(lm)``."""
+        from ._lm_after import cooks_distance
+
+        return cooks_distance(self)
+
+    def confint(self, parm=None, level: float = 0.95) -> pd.DataFrame:
+        """t intervals of the coefficients, as R's ``confint(lm)`` (columns ``"2.5 %"``,
+        ``"97.5 %"``; aliased coefficients NaN)."""
+        from ._lm_after import confint
+
+        return confint(self, parm, level)
+
+    def predict(self, newdata: pd.DataFrame | None = None, interval: str = "none",
+                level: float = 0.95, se_fit: bool = False):
+        """Predictions, as R's ``predict(lm, newdata, interval = ...)``.
+
+        Parameters
+        ----------
+        newdata
+            New rows (the fitted rows by default); the formula's ``offset()`` terms are
+            evaluated on them, an ``offset=`` argument is not.
+        interval
+            ``"none"`` (a Series), ``"confidence"`` or ``"prediction"`` (a DataFrame with
+            ``fit``, ``lwr``, ``upr``; prediction intervals for new rows of weight 1).
+        level
+            Confidence level.
+        se_fit
+            Add the standard errors of the fitted means (column ``se_fit``).
+        """
+        from ._lm_after import predict
+
+        return predict(self, newdata, interval, level, se_fit)
+
+    def tidy(self, conf_int: bool = False, conf_level: float = 0.95) -> pd.DataFrame:
+        """Coefficients in broom's ``tidy(lm)`` layout."""
+        from ._lm_after import tidy
+
+        return tidy(self, conf_int, conf_level)
+
+    def glance(self) -> pd.DataFrame:
+        """One-row model summary in broom's ``glance(lm)`` layout."""
+        from ._lm_after import glance
+
+        return glance(self)
+
+    def augment(self, data: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The rows used with ``.fitted``, ``.resid``, ``.hat``, ``.sigma``, ``.cooksd``,
+        ``.std.resid`` (broom's ``augment(lm)``); the data's columns when given."""
+        from ._lm_after import augment
+
+        return augment(self, data)
+
+    def _repr_html_(self) -> str:
+        from ._lm_after import fit_html
+
+        return fit_html(self)
 
 
 class LmSummary:

@@ -54,6 +54,7 @@ __all__ = [
     "qq_residuals",
     "residuals_vs",
     "residuals_vs_fitted",
+    "residuals_vs_leverage",
     "save_all",
     "scale_location",
 ]
@@ -538,6 +539,59 @@ def residuals_vs(fit: LmerFit, variable: str, data: pd.DataFrame | None = None, 
     return fig
 
 
+def residuals_vs_leverage(fit: Any, *, smooth: bool = True, n_label: int = 3,
+                          ax: Axes | None = None) -> Figure:
+    """Standardised residuals against leverage, R's fourth ``plot(lm)`` panel.
+
+    The Pearson residuals divided by ``sigma sqrt(1 - h)`` (R's ``rstandard``) against
+    the leverages ``h`` (:meth:`~mixeff.LmFit.hatvalues`), with dashed contours of
+    Cook's distance 0.5 and 1 (``p`` the number of coefficients). Points beyond them
+    change the fit markedly when left out. Rows with leverage 1 are left out, as R does.
+
+    Parameters
+    ----------
+    fit
+        A fitted model with ``hatvalues()`` (:func:`mixeff.lm` or :func:`mixeff.lmer`).
+    smooth
+        Draw the LOWESS smoother.
+    n_label
+        Label this many points with the largest Cook's distances by their row label.
+    ax
+        Axes to draw into; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = _one_axes(ax, (6.0, 4.5))
+    h = fit.hatvalues().to_numpy(dtype=float)
+    r = fit.residuals(type="pearson").to_numpy(dtype=float)
+    keep = h < 1.0 - 1e-10
+    labels = np.asarray(list(_rows(fit)), dtype=object)[keep]
+    h, r = h[keep], r[keep]
+    rs = r / (fit.sigma * np.sqrt(1.0 - h))
+    p = len(getattr(fit.design, "xnames", ())) or 1
+    cook = rs**2 * h / (p * (1.0 - h))
+    _scatter(ax, h, rs)
+    ax.axhline(0.0, color=_GUIDE_COLOR, ls="--", lw=1, zorder=1, gid="reference")
+    if smooth and h.size > 3:
+        _add_smooth(ax, h, rs)
+    hmax = float(h.max()) if h.size else 1.0
+    hh = np.linspace(max(1e-3, 0.01 * hmax), hmax * 1.05, 100)
+    for level in (0.5, 1.0):
+        bound = np.sqrt(level * p * (1.0 - hh) / hh)
+        for sign in (1.0, -1.0):
+            ax.plot(hh, sign * bound, color="#d62728", ls=":", lw=1, gid=f"cook{level:g}")
+    lim = 1.1 * max(np.abs(rs).max() if rs.size else 1.0, 1.0)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlim(0.0, hmax * 1.08)
+    _label_extremes(ax, h, rs, list(labels), cook, n_label)
+    ax.set_xlabel("Leverage")
+    ax.set_ylabel("Standardised residuals")
+    ax.set_title("Residuals vs leverage (Cook's distance 0.5, 1 dotted)")
+    return fig
+
+
 def _category_panel(ax: Axes, codes: np.ndarray, labels: list[str], r: np.ndarray) -> None:
     """Boxplots (or medians, for many levels) of ``r`` per level with jittered points."""
     m = len(labels)
@@ -843,7 +897,9 @@ def diagnostics(fit: LmerFit, variable: str | None = None, data: pd.DataFrame | 
 
     :func:`residuals_vs_fitted`, :func:`qq_residuals`, :func:`scale_location` and
     :func:`residuals_vs` (against ``variable``, by default the first grouping factor:
-    residuals per group, which should centre on zero).
+    residuals per group, which should centre on zero). For a linear model
+    (:func:`mixeff.lm`) without ``variable`` the fourth panel is
+    :func:`residuals_vs_leverage`, as R's ``plot(lm)``.
 
     Parameters
     ----------
@@ -861,8 +917,9 @@ def diagnostics(fit: LmerFit, variable: str | None = None, data: pd.DataFrame | 
     -------
     matplotlib.figure.Figure
     """
-    if variable is None:
-        variable = _grouping_factors(fit)[0]
+    groups = _grouping_factors(fit)
+    if variable is None and groups:
+        variable = groups[0]
     if ax is None:
         fig = _new_figure((11.0, 8.5))
         axes = list(np.ravel(fig.subplots(2, 2)))
@@ -873,7 +930,10 @@ def diagnostics(fit: LmerFit, variable: str | None = None, data: pd.DataFrame | 
     residuals_vs_fitted(fit, ax=axes[0])
     qq_residuals(fit, ax=axes[1])
     scale_location(fit, ax=axes[2])
-    residuals_vs(fit, variable, data, ax=axes[3])
+    if variable is None:   # a linear model: R's plot(lm) fourth panel
+        residuals_vs_leverage(fit, ax=axes[3])
+    else:
+        residuals_vs(fit, variable, data, ax=axes[3])
     return fig
 
 
@@ -935,7 +995,9 @@ def save_all(fit: LmerFit, outdir: str | Path, data: pd.DataFrame | None = None,
 
     Files: ``residuals_vs_fitted.png``, ``qq.png``, ``scale_location.png``,
     ``caterpillar.png``, ``fitted_lines.png``, ``diagnostics.png`` and, when ``data`` is
-    given, ``residuals_vs_<variable>.png`` for each variable of the fixed effects.
+    given, ``residuals_vs_<variable>.png`` for each variable of the fixed effects. For a
+    linear model (:func:`mixeff.lm`): ``residuals_vs_leverage.png`` instead of the
+    caterpillar and fitted-lines figures.
 
     Parameters
     ----------
@@ -971,6 +1033,8 @@ def save_all(fit: LmerFit, outdir: str | Path, data: pd.DataFrame | None = None,
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    if not _grouping_factors(fit) and group is None:
+        return _save_lm(fit, out, data, dpi)
     if group is None:
         group = _grouping_factors(fit)[0]
     if x is None:
@@ -991,6 +1055,28 @@ def save_all(fit: LmerFit, outdir: str | Path, data: pd.DataFrame | None = None,
         save(caterpillar(fit), "caterpillar.png")
         save(fitted_lines(fit, data, x=x, group=group, color_by=color_by),
              "fitted_lines.png")
+        save(diagnostics(fit, data=data), "diagnostics.png")
+        if data is not None:
+            for v in _fixed_variables(fit):
+                if v in data.columns:
+                    save(residuals_vs(fit, v, data), f"residuals_vs_{_file_part(v)}.png")
+    return written
+
+
+def _save_lm(fit: Any, out: Path, data: pd.DataFrame | None, dpi: int) -> list[Path]:
+    """:func:`save_all` for a model without random effects (:func:`mixeff.lm`)."""
+    written: list[Path] = []
+
+    def save(fig: Figure, name: str) -> None:
+        path = out / name
+        fig.savefig(path, dpi=dpi)
+        written.append(path)
+
+    with _offscreen():
+        save(residuals_vs_fitted(fit), "residuals_vs_fitted.png")
+        save(qq_residuals(fit), "qq.png")
+        save(scale_location(fit), "scale_location.png")
+        save(residuals_vs_leverage(fit), "residuals_vs_leverage.png")
         save(diagnostics(fit, data=data), "diagnostics.png")
         if data is not None:
             for v in _fixed_variables(fit):

@@ -17,6 +17,7 @@ says what is accepted.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pandas as pd
@@ -53,6 +54,10 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
     """
     if isinstance(data, pd.DataFrame):
         return data
+    if isinstance(data, (str, os.PathLike)):
+        raise DataError(f"{what} {os.fspath(data)!r} is a path but not of Parquet data (a "
+                        ".parquet file, a directory of them or a glob): read other files "
+                        "first (pandas.read_csv) and pass the DataFrame")
     if isinstance(data, pd.Series):
         raise DataError(f"{what} must be a data frame with one column per variable, not a "
                         "pandas Series (use series.to_frame())")

@@ -99,7 +99,11 @@ def variance_parts(fit: LmerFit, tolerance: float = 1e-5) -> VarianceParts:
         fit._dask_info.unavailable("r2() and icc()")
     d = fit.design
     n = fit.nobs
-    eta = d.X @ fit._sol.beta if fit.blocks.p else np.zeros(n)
+    beta = fit._sol.beta
+    cols = [j for j, nm in enumerate(d.xnames) if nm != "(Intercept)"]
+    # the intercept's column adds a constant only: left out, so that an intercept-only
+    # fixed part has exactly no variance (not rounding's 1e-30)
+    eta = d.X[:, cols] @ beta[cols] if cols else np.zeros(n)
     var_fixed = float(np.var(eta, ddof=1)) if n > 1 else float("nan")
     singular = _singular(fit, tolerance)
     covs = fit.structure.covariances(fit.theta, fit.sigma)

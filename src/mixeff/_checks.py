@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._optimizer import at_bound
+
 __all__ = ["check_convergence", "hessian_from_gradient"]
 
 
@@ -98,7 +100,7 @@ def check_convergence(objective, optsum, tol_grad: float = 2e-3,
     if theta.size == 0 or theta.size > max_theta:
         return msgs
     lower = optsum.lower
-    free = ~(np.isfinite(lower) & (theta - lower < 1e-6))
+    free = ~at_bound(theta, lower)
     if not np.any(free):
         return msgs
     b = objective.blocks

@@ -235,10 +235,12 @@ class LmmObjective:
         from . import _memory as mem
 
         chol = SparseCholesky(pattern, supernodal=self._supernodal)
+        b = self.blocks
+        if mem.fits(mem.cholmod_bytes(b.q * (b.q + 1) // 2), self.memory_limit):
+            return chol   # even a dense factor fits: nothing to count
         have, _ = mem.budget(self.memory_limit)
         if have is None:
             return chol
-        b = self.blocks
         per = mem.CHOLMOD_BYTES_PER_ENTRY
         cap = 4.0 * have / per
         entries = mem.factor_entries(b.m_indptr, b.m_indices, chol.perm, cap)
@@ -411,8 +413,7 @@ class LmmObjective:
         d_ldL2, d_ldRX2, d_r2, sol = self._piece_gradients(theta, self.reml)
         b = self.blocks
         scale = (b.n - b.p) if self.reml else b.n
-        g = d_ldL2 + scale * d_r2 / sol.r2
-        return g + d_ldRX2 if self.reml else g
+        return d_ldL2 + d_ldRX2 + scale * d_r2 / sol.r2   # d_ldRX2 is 0 for ML
 
     def piece_gradients(self, theta: np.ndarray) -> tuple[Solution, np.ndarray]:
         """The solution at ``theta`` and the analytic gradients of its pieces.

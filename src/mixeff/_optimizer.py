@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize as so
 
-__all__ = ["OptSummary", "interior_point", "minimize_theta", "moment_start", "scaled_start",
-           "theta_scale"]
+__all__ = ["OptSummary", "at_bound", "interior_point", "minimize_theta", "moment_start",
+           "scaled_start", "theta_scale"]
 
 
 @dataclass
@@ -277,11 +277,9 @@ def _run(method, fun, objective, theta0, bounds, maxiter, radius=1.0):
     raise ValueError(f"unknown optimizer {method!r}; use 'L-BFGS-B' or 'COBYQA'")
 
 
-def _structure(objective):
-    """The :class:`~mixeff._lambda.ReStructure` behind ``objective`` (None if it has none)."""
-    obj = getattr(objective, "obj", objective)   # through _Scaled
-    blocks = getattr(obj, "blocks", None)
-    return getattr(blocks, "re", None)
+def at_bound(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Mask of the entries of ``x`` within 1e-6 of a finite lower bound (on the bound)."""
+    return np.isfinite(lower) & (x - lower < 1e-6)
 
 
 def interior_point(re, x: np.ndarray, lower: np.ndarray, rel: float = 0.01,
@@ -300,7 +298,7 @@ def interior_point(re, x: np.ndarray, lower: np.ndarray, rel: float = 0.01,
     coordinates (``scale * theta``, see :func:`theta_scale`): the map works on any
     lower-triangular templates.
     """
-    at = np.isfinite(lower) & (x - lower < 1e-6)
+    at = at_bound(x, lower)
     if not np.any(at):
         return None
     tmpl = re.templates(x)
@@ -316,7 +314,7 @@ def interior_point(re, x: np.ndarray, lower: np.ndarray, rel: float = 0.01,
 def _probe_boundary(objective, theta: np.ndarray, lower: np.ndarray,
                     fmin: float) -> np.ndarray | None:
     """A point better than ``theta`` next to its entries sitting on a lower bound, or None."""
-    at = np.flatnonzero(np.isfinite(lower) & (theta - lower < 1e-6))
+    at = np.flatnonzero(at_bound(theta, lower))
     best, fbest = None, fmin - 1e-10 * max(1.0, abs(fmin))
     for i in at:
         for step in (1e-3, 0.1, 1.0):
@@ -377,7 +375,7 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
     progress = _Progress(target) if verbose else None
     fun = progress if progress is not None else target
     res = _run(method, fun, target, theta0, bounds, maxiter, initial_radius)
-    re = _structure(objective)
+    re = getattr(getattr(objective, "blocks", None), "re", None)
     for round_ in range(3):
         # From the boundary: at a diagonal theta entry of 0 the gradient vanishes by
         # symmetry (the deviance is even in it), and where a template's column is zero
@@ -400,8 +398,7 @@ def minimize_theta(objective, theta0: np.ndarray, lower: np.ndarray,
             # interior point is lower, or the deviance falls on the way from the
             # boundary point to it and beyond.
             vector = start is not None and round_ == 0 and any(
-                re.terms[t].k > 1 for t in re.theta_term[np.isfinite(lower)
-                                                         & (x - lower < 1e-6)])
+                re.terms[t].k > 1 for t in re.theta_term[at_bound(x, lower)])
             if start is not None and not vector and not target(start) < res.fun - tol \
                     and not float(target.gradient(start) @ (start - x)) < 0.0:
                 start = None

@@ -499,6 +499,7 @@ class DenseSchurCholesky:
         self._Ed = None
         if dense_coupling(self._b_rows.size, self.q1, self.q2):
             self._Ed = np.zeros((self.q2, self.q1), order="F")
+        self._e_stale = False   # dense E not yet copied to the pattern's positions
         self._logdet = float("nan")
         self.perm = np.arange(q)
         self.n_factorizations = 0
@@ -507,8 +508,22 @@ class DenseSchurCholesky:
     def factorize_values(self, data: np.ndarray) -> None:
         """Factor ``M`` given the values of its lower triangle in the analysed pattern."""
         if self._Ed is not None:
-            self._factorize_dense_coupling(data)
-            return
+            self._eliminate_dense_coupling(data)
+        else:
+            self._eliminate_sparse_coupling(data)
+        ld = 2.0 * float(np.sum(np.log(np.einsum("mii->mi", self._Ld))))
+        if self.q2:
+            c, info = lapack.dpotrf(self._S, lower=1, clean=1, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("Schur complement is not positive definite")
+            self._S = c
+            ld += 2.0 * float(np.sum(np.log(np.diag(c))))
+        self._logdet = ld
+        self._selinv = None
+        self.n_factorizations += 1
+
+    def _eliminate_sparse_coupling(self, data: np.ndarray) -> None:
+        """``L_D``, ``E`` on the pattern of ``B`` and ``S = C - E E'`` (Numba sweeps)."""
         # (Numba's OpenMP layer terminates a forked child on its next parallel kernel)
         par = self.threads > 1 and self.q2 > 0 and numba_parallel_ok()
         ok = _eliminate_first_term(self.indptr, self.indices, data, self.q1, self.k1,
@@ -525,42 +540,22 @@ class DenseSchurCholesky:
                                          self.k1, self._S)
             finally:
                 numba.set_num_threads(before)
-        ld = 2.0 * float(np.sum(np.log(np.einsum("mii->mi", self._Ld))))
-        if self.q2:
-            c, info = lapack.dpotrf(self._S, lower=1, clean=1, overwrite_a=1)
-            if info != 0:
-                raise np.linalg.LinAlgError("Schur complement is not positive definite")
-            self._S = c
-            ld += 2.0 * float(np.sum(np.log(np.diag(c))))
         self._b_csr.data[:] = self._E[self._b_pos][self._csr_take]
-        self._logdet = ld
-        self._selinv = None
-        self.n_factorizations += 1
 
-    def _factorize_dense_coupling(self, data: np.ndarray) -> None:
-        """:meth:`factorize_values` with ``E = B L_D^{-T}`` dense and ``S = C - E E'`` by
-        BLAS ``syrk``."""
+    def _eliminate_dense_coupling(self, data: np.ndarray) -> None:
+        """``L_D``, dense ``E = B L_D^{-T}`` and ``S = C - E E'`` by BLAS ``syrk``."""
         if not _factor_first_term(self.indptr, data, self.q1, self.k1, self._Ld):
             raise np.linalg.LinAlgError("first-term block of M is not positive definite")
         Ed = self._Ed
         Ed[self._b_rows, self._b_cols] = data[self._b_pos]
         _solve_blocks_right(self._Ld, Ed, True)
         _fill_complement(self.indptr, self.indices, data, self.q1, self._S)
-        S = blas.dsyrk(-1.0, Ed, beta=1.0, c=self._S, lower=1, overwrite_c=1)
-        ld = 2.0 * float(np.sum(np.log(np.einsum("mii->mi", self._Ld))))
-        c, info = lapack.dpotrf(S, lower=1, clean=1, overwrite_a=1)
-        if info != 0:
-            raise np.linalg.LinAlgError("Schur complement is not positive definite")
-        self._S = c
-        ld += 2.0 * float(np.sum(np.log(np.diag(c))))
+        self._S = blas.dsyrk(-1.0, Ed, beta=1.0, c=self._S, lower=1, overwrite_c=1)
         self._e_stale = True
-        self._logdet = ld
-        self._selinv = None
-        self.n_factorizations += 1
 
     def _e_values(self) -> np.ndarray:
         """``E`` at the positions of ``B``'s entries (as the sparse path stores it)."""
-        if self._Ed is not None and getattr(self, "_e_stale", False):
+        if self._e_stale:
             self._E[self._b_pos] = self._Ed[self._b_rows, self._b_cols]
             self._e_stale = False
         return self._E

@@ -1033,14 +1033,14 @@ def save_all(fit: LmerFit, outdir: str | Path, data: pd.DataFrame | None = None,
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    if not _grouping_factors(fit) and group is None:
-        return _save_lm(fit, out, data, dpi)
-    if group is None:
-        group = _grouping_factors(fit)[0]
-    if x is None:
-        x = _default_x(fit, data, group)
-    if color_by == _AUTO:
-        color_by = _between_group_factor(fit, data, group, x)
+    mixed = bool(_grouping_factors(fit)) or group is not None
+    if mixed:
+        if group is None:
+            group = _grouping_factors(fit)[0]
+        if x is None:
+            x = _default_x(fit, data, group)
+        if color_by == _AUTO:
+            color_by = _between_group_factor(fit, data, group, x)
     written: list[Path] = []
 
     def save(fig: Figure, name: str) -> None:
@@ -1052,31 +1052,12 @@ def save_all(fit: LmerFit, outdir: str | Path, data: pd.DataFrame | None = None,
         save(residuals_vs_fitted(fit), "residuals_vs_fitted.png")
         save(qq_residuals(fit), "qq.png")
         save(scale_location(fit), "scale_location.png")
-        save(caterpillar(fit), "caterpillar.png")
-        save(fitted_lines(fit, data, x=x, group=group, color_by=color_by),
-             "fitted_lines.png")
-        save(diagnostics(fit, data=data), "diagnostics.png")
-        if data is not None:
-            for v in _fixed_variables(fit):
-                if v in data.columns:
-                    save(residuals_vs(fit, v, data), f"residuals_vs_{_file_part(v)}.png")
-    return written
-
-
-def _save_lm(fit: Any, out: Path, data: pd.DataFrame | None, dpi: int) -> list[Path]:
-    """:func:`save_all` for a model without random effects (:func:`mixeff.lm`)."""
-    written: list[Path] = []
-
-    def save(fig: Figure, name: str) -> None:
-        path = out / name
-        fig.savefig(path, dpi=dpi)
-        written.append(path)
-
-    with _offscreen():
-        save(residuals_vs_fitted(fit), "residuals_vs_fitted.png")
-        save(qq_residuals(fit), "qq.png")
-        save(scale_location(fit), "scale_location.png")
-        save(residuals_vs_leverage(fit), "residuals_vs_leverage.png")
+        if mixed:
+            save(caterpillar(fit), "caterpillar.png")
+            save(fitted_lines(fit, data, x=x, group=group, color_by=color_by),
+                 "fitted_lines.png")
+        else:   # a model without random effects (mixeff.lm): R's fourth lm plot
+            save(residuals_vs_leverage(fit), "residuals_vs_leverage.png")
         save(diagnostics(fit, data=data), "diagnostics.png")
         if data is not None:
             for v in _fixed_variables(fit):
